@@ -1,0 +1,26 @@
+from datetime import datetime
+
+from sqlalchemy import BigInteger, ForeignKey, String, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from tokens_forge.db.base import Base
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    name: Mapped[str]
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String, primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"))
+    name: Mapped[str]
+    daily_limit_micros: Mapped[int | None] = mapped_column(BigInteger)
+    total_limit_micros: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -1,0 +1,74 @@
+"""One handler per failure family, rendering OpenAI's envelope on every surface:
+{"error": {"message", "type", "code", "param"}} (+ receipt_id where a receipt exists)."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import ORJSONResponse
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tokens_forge.errors import Conflict, ForgeError, InvalidRequest, NotFound, ServiceUnavailable
+
+log = logging.getLogger("tokens_forge")
+
+
+def render(exc: ForgeError) -> ORJSONResponse:
+    return ORJSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+
+
+def _field(loc: tuple) -> str | None:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or None
+
+
+def validation_error(exc: RequestValidationError) -> InvalidRequest:
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    field = _field(tuple(first.get("loc", ())))
+    if first.get("type") == "json_invalid":
+        return InvalidRequest("the request body is not valid JSON")
+    if first.get("type") == "extra_forbidden":
+        return InvalidRequest(f"{field}: unknown field", param=field)
+    msg = first.get("msg", "invalid value")
+    return InvalidRequest(f"{field}: {msg}" if field else msg, param=field)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ForgeError)
+    async def _forge(_: Request, exc: ForgeError):
+        return render(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError):
+        return render(validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException):
+        if exc.status_code == 404:
+            return render(NotFound("no such endpoint"))
+        if exc.status_code == 405:
+            err = InvalidRequest("method not allowed on this endpoint", code="method_not_allowed")
+            err.status_code = 405
+            return render(err)
+        err = ForgeError(str(exc.detail), code="http_error")
+        err.status_code = exc.status_code
+        return render(err)
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, exc: IntegrityError):
+        log.warning("integrity error: %s", type(exc.orig).__name__)
+        return render(Conflict("the change conflicts with the current state; nothing was written"))
+
+    @app.exception_handler(DBAPIError)
+    async def _db(_: Request, exc: DBAPIError):
+        log.error("database error: %s", type(exc.orig).__name__)
+        return render(ServiceUnavailable("the database is unavailable; nothing was charged, try again"))
+
+    @app.exception_handler(OSError)
+    async def _os(_: Request, exc: OSError):
+        log.error("service unavailable: %s", type(exc).__name__)
+        return render(ServiceUnavailable("a backing service is unavailable; nothing was charged, try again"))

@@ -1,0 +1,9 @@
+"""The OpenAI-compatible client API (SPEC §5)."""
+
+from fastapi import APIRouter
+
+from tokens_forge.api.openai import chat, models, records
+
+router = APIRouter()
+for module in (chat, models, records):
+    router.include_router(module.router)

@@ -1,0 +1,43 @@
+from fastapi import APIRouter, Request, Response
+
+from tokens_forge.api.deps import ApiKeyDep
+from tokens_forge.errors import InvalidRequest, RequestTooLarge
+from tokens_forge.pipeline.chat import handle_chat
+from tokens_forge.pipeline.request import parse_chat_request
+from tokens_forge.routing.selection import PREFERENCES
+
+router = APIRouter(tags=["openai"])
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestTooLarge(f"the request body is larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise RequestTooLarge(f"the request body is larger than {limit} bytes")
+    return bytes(body)
+
+
+def _header(request: Request, name: str, max_len: int = 255) -> str | None:
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or len(value) > max_len or not value.isprintable():
+        raise InvalidRequest(f"{name} header is malformed", param=name)
+    return value
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(request: Request, key: ApiKeyDep) -> Response:
+    """OpenAI-compatible chat completions, streaming or not, guarded, receipted and exact."""
+    state = request.app.state
+    req = parse_chat_request(await read_body(request, state.settings.max_body_bytes))
+    preference = (_header(request, "x-tf-route-preference") or "auto").lower()
+    if preference not in PREFERENCES:
+        raise InvalidRequest("X-TF-Route-Preference must be official, routed or auto", param="X-TF-Route-Preference")
+    return await handle_chat(state, key, req, preference=preference, run_id=_header(request, "x-tf-run-id", 64),
+                             idempotency_key=_header(request, "idempotency-key"))

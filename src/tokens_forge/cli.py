@@ -1,0 +1,158 @@
+"""The `tokens-forge` command: serve, migrate, demo, mock-upstream, ledger verify."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tokens_forge.config import Settings
+
+app = typer.Typer(help="Tokens Forge: an OpenAI-compatible LLM gateway with a spend guard.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Ledger tools.")
+app.add_typer(ledger_app, name="ledger")
+console = Console()
+
+
+def _prepare(config: Path | None) -> tuple[Settings, str]:
+    """Resolve the database (starting the embedded one if needed), migrate, apply the config."""
+    from tokens_forge.db.migrate import upgrade_head
+    from tokens_forge.db.resolve import database_url
+
+    if config is not None:
+        os.environ["TF_CONFIG"] = str(config.resolve())
+    settings = Settings()
+    url = database_url(settings)
+    os.environ["TF_DATABASE_URL"] = url  # workers inherit the same database
+    upgrade_head(url)
+    if settings.config is not None:
+        from tokens_forge.configfile import ConfigError
+
+        try:
+            for line in asyncio.run(_apply_config(url, settings.config)):
+                console.print(f"config: {line}")
+        except ConfigError as exc:
+            console.print(f"[red]config error:[/red] {exc}")
+            raise typer.Exit(2) from exc
+    return settings, url
+
+
+async def _apply_config(url: str, path: Path) -> list[str]:
+    from tokens_forge.configfile import apply_config, parse_config
+    from tokens_forge.db.engine import make_engine, make_sessionmaker
+
+    cfg = parse_config(path)
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    try:
+        async with make_sessionmaker(engine)() as session, session.begin():
+            return await apply_config(session, cfg)
+    finally:
+        await engine.dispose()
+
+
+def _serve(host: str, port: int, workers: int, log_level: str) -> None:
+    import uvicorn
+
+    uvicorn.run("tokens_forge.main:app_factory", factory=True, host=host, port=port, workers=workers,
+                loop="uvloop", http="httptools", log_level=log_level, access_log=False,
+                timeout_graceful_shutdown=10)
+
+
+@app.command()
+def serve(host: str = "127.0.0.1", port: int = 8000,
+          workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
+          config: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None) -> None:
+    """Apply pending migrations, then serve the gateway."""
+    settings, _ = _prepare(config)
+    _serve(host, port, workers, settings.log_level)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending migrations to TF_DATABASE_URL (or the embedded database)."""
+    from tokens_forge.db.url import redact
+
+    _, url = _prepare(None)
+    console.print(f"migrated {redact(url)}")
+
+
+@app.command("mock-upstream")
+def mock_upstream(host: str = "127.0.0.1", port: int = 8001) -> None:
+    """Run the built-in OpenAI-compatible mock upstream alone."""
+    import uvicorn
+
+    from tokens_forge.mock.upstream import create_mock_app
+
+    uvicorn.run(create_mock_app(), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Everything a newcomer needs: embedded database, a funded demo account, a key, and routes to
+    the built-in mock upstream (served by the gateway itself under /mock)."""
+    os.environ["TF_MOCK_UPSTREAM"] = "1"
+    if not os.environ.get("TF_ADMIN_TOKEN"):
+        os.environ["TF_ADMIN_TOKEN"] = "adm-" + secrets.token_urlsafe(18)
+    settings, url = _prepare(None)
+    base = f"http://{host}:{port}"
+    secret = asyncio.run(_seed_demo(url, base + "/mock/v1"))
+    _print_demo(base, secret, os.environ["TF_ADMIN_TOKEN"])
+    _serve(host, port, 1, settings.log_level)
+
+
+async def _seed_demo(url: str, mock_base: str) -> str:
+    from tokens_forge.demo import seed_demo
+
+    return await seed_demo(url, mock_base)
+
+
+def _print_demo(base: str, secret: str, admin: str) -> None:
+    console.rule("[bold]Tokens Forge demo")
+    console.print(f"Base URL:    {base}/v1")
+    console.print(f"API key:     {secret}")
+    console.print(f"Admin token: {admin}")
+    console.print("\n[bold]curl[/bold]")
+    console.print(f"""curl -s {base}/v1/chat/completions -H 'Authorization: Bearer {secret}' \\
+  -H 'Content-Type: application/json' \\
+  -d '{{"model": "demo-mini", "messages": [{{"role": "user", "content": "hello"}}], "max_tokens": 8}}' -i""",
+                  soft_wrap=True)
+    console.print(f"curl -s {base}/v1/wallet -H 'Authorization: Bearer {secret}'", soft_wrap=True)
+    console.print("\n[bold]OpenAI SDK[/bold]")
+    console.print(f"""from openai import OpenAI
+client = OpenAI(base_url="{base}/v1", api_key="{secret}")
+print(client.chat.completions.create(model="demo-mini", max_tokens=8,
+      messages=[{{"role": "user", "content": "hello"}}]).choices[0].message.content)""", soft_wrap=True)
+    console.rule()
+    sys.stdout.flush()
+
+
+@ledger_app.command("verify")
+def ledger_verify() -> None:
+    """Recompute every balance from the transfers and check every invariant (exit 1 if any fails)."""
+    _, url = _prepare(None)
+    ok, checks = asyncio.run(_verify(url))
+    table = Table("check", "ok", "detail")
+    for c in checks:
+        table.add_row(c.name, "[green]yes[/green]" if c.ok else "[red]NO[/red]", c.detail)
+    console.print(table)
+    console.print("[green]ledger OK[/green]" if ok else "[red]ledger FAILED[/red]")
+    raise typer.Exit(0 if ok else 1)
+
+
+async def _verify(url: str):
+    from tokens_forge.db.engine import make_engine
+    from tokens_forge.ledger.verify import verify
+
+    engine = make_engine(url, pool_size=1, max_overflow=0)
+    try:
+        async with engine.connect() as conn:
+            return await verify(conn, sweep_interval_s=Settings().sweep_interval_s)
+    finally:
+        await engine.dispose()

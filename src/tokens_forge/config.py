@@ -1,0 +1,36 @@
+"""Settings: the only place the environment is read (prefix TF_, also from `.env`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TF_", env_file=".env", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="postgresql:// URL; unset starts an embedded PostgreSQL under data_dir"
+    )
+    data_dir: Path = Path(".tokens-forge")
+    admin_token: str | None = None
+    config: Path | None = Field(default=None, description="YAML file of models, routes and prices")
+
+    max_body_bytes: int = 8 * 1024 * 1024
+    default_max_tokens: int = 4096
+    hold_ttl_s: float = 900.0
+    sweep_interval_s: float = 5.0
+    key_cache_ttl_s: float = 0.5
+    db_pool_size: int = 20
+    db_max_overflow: int = 20
+    upstream_max_connections: int = 1000
+    log_level: str = "info"
+    mock_upstream: bool = Field(default=False, description="serve the built-in mock upstream under /mock (demo)")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,94 @@
+"""One exception tree for the whole service. No web framework here: each HTTP surface renders
+these in its own envelope (OpenAI's for /v1, the same shape for /admin/v1)."""
+
+from __future__ import annotations
+
+
+class ForgeError(Exception):
+    status_code = 500
+    code = "internal_error"
+    type = "server_error"
+
+    def __init__(self, message: str, *, param: str | None = None, receipt_id: str | None = None,
+                 code: str | None = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.receipt_id = receipt_id
+        self.headers = headers or {}
+        if code is not None:
+            self.code = code
+
+    def body(self) -> dict:
+        err: dict = {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
+        out: dict = {"error": err}
+        if self.receipt_id:
+            err["receipt_id"] = self.receipt_id
+            out["receipt_id"] = self.receipt_id
+        return out
+
+
+class InvalidRequest(ForgeError):
+    status_code = 400
+    code = "invalid_request"
+    type = "invalid_request_error"
+
+
+class Unauthorized(ForgeError):
+    status_code = 401
+    code = "invalid_api_key"
+    type = "authentication_error"
+
+
+class Forbidden(ForgeError):
+    status_code = 403
+    code = "model_not_allowed"
+    type = "permission_error"
+
+
+class NotFound(ForgeError):
+    status_code = 404
+    code = "not_found"
+    type = "invalid_request_error"
+
+
+class SpendGuardError(ForgeError):
+    status_code = 402
+    code = "spend_limit_exceeded"
+    type = "spend_guard_error"
+
+
+class Conflict(ForgeError):
+    status_code = 409
+    code = "conflict"
+    type = "invalid_request_error"
+
+
+class RequestTooLarge(ForgeError):
+    status_code = 413
+    code = "request_too_large"
+    type = "invalid_request_error"
+
+
+class UpstreamError(ForgeError):
+    status_code = 502
+    code = "upstream_error"
+    type = "upstream_error"
+
+
+class NoHealthyRoute(ForgeError):
+    status_code = 503
+    code = "no_healthy_route"
+    type = "upstream_error"
+
+
+class UpstreamTimeout(ForgeError):
+    status_code = 504
+    code = "upstream_timeout"
+    type = "upstream_error"
+
+
+class ServiceUnavailable(ForgeError):
+    status_code = 503
+    code = "service_unavailable"
+    type = "server_error"

@@ -1,0 +1,100 @@
+"""API keys: created with a secret shown once, stored as a SHA-256 hash with a short visible
+prefix; limits and policies editable; revocation is final."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from tokens_forge.accounts.service import get_project
+from tokens_forge.audit.service import record
+from tokens_forge.errors import Conflict, NotFound
+from tokens_forge.ids import hash_secret, new_id, new_key_secret, secret_prefix
+from tokens_forge.keys.models import ApiKey
+from tokens_forge.keys.schemas import KeyCreate, KeyUpdate
+
+
+def key_out(k: ApiKey) -> dict:
+    return {
+        "id": k.id, "object": "api_key", "account_id": k.account_id, "project_id": k.project_id,
+        "name": k.name, "prefix": k.prefix,
+        "limits": {"daily_micros": k.daily_limit_micros, "total_micros": k.total_limit_micros,
+                   "per_request_micros": k.per_request_limit_micros},
+        "min_balance_micros": k.min_balance_micros, "allowed_models": k.allowed_models,
+        "allowed_route_kinds": k.allowed_route_kinds, "retry_policy": k.retry_policy,
+        "fallback_policy": k.fallback_policy, "status": k.status,
+        "created_at": k.created_at.isoformat(), "updated_at": k.updated_at.isoformat(),
+        "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+    }
+
+
+async def get_key(session: AsyncSession, key_id: str, *, lock: bool = False) -> ApiKey:
+    stmt = select(ApiKey).where(ApiKey.id == key_id)
+    if lock:
+        stmt = stmt.with_for_update()
+    key = (await session.execute(stmt)).scalar_one_or_none()
+    if key is None:
+        raise NotFound(f"key {key_id!r} does not exist", param="key_id")
+    return key
+
+
+async def create_key(session: AsyncSession, body: KeyCreate, actor: str) -> tuple[ApiKey, str]:
+    project = await get_project(session, body.project_id)
+    secret = new_key_secret()
+    key = ApiKey(
+        id=new_id("key"), account_id=project.account_id, project_id=project.id, name=body.name,
+        secret_hash=hash_secret(secret), prefix=secret_prefix(secret),
+        daily_limit_micros=body.limits.daily_micros, total_limit_micros=body.limits.total_micros,
+        per_request_limit_micros=body.limits.per_request_micros, min_balance_micros=body.min_balance_micros,
+        allowed_models=body.allowed_models, allowed_route_kinds=body.allowed_route_kinds,
+        retry_policy=body.retry_policy.model_dump(), fallback_policy=body.fallback_policy,
+    )
+    session.add(key)
+    await session.flush()
+    await session.refresh(key)
+    await record(session, actor=actor, action="key.create", target_type="api_key", target_id=key.id,
+                 before=None, after=key_out(key))
+    return key, secret
+
+
+async def update_key(session: AsyncSession, key_id: str, body: KeyUpdate, actor: str) -> ApiKey:
+    key = await get_key(session, key_id, lock=True)
+    if key.status == "revoked":
+        raise Conflict(f"key {key_id} is revoked and cannot be changed", code="key_revoked")
+    before = key_out(key)
+    sent = body.model_fields_set
+    if body.limits is not None:
+        lim = body.limits.model_fields_set
+        if "daily_micros" in lim:
+            key.daily_limit_micros = body.limits.daily_micros
+        if "total_micros" in lim:
+            key.total_limit_micros = body.limits.total_micros
+        if "per_request_micros" in lim:
+            key.per_request_limit_micros = body.limits.per_request_micros
+    for field in ("name", "min_balance_micros", "allowed_route_kinds", "fallback_policy"):
+        if field in sent and getattr(body, field) is not None:
+            setattr(key, field, getattr(body, field))
+    if "allowed_models" in sent:
+        key.allowed_models = body.allowed_models
+    if body.retry_policy is not None:
+        key.retry_policy = body.retry_policy.model_dump()
+    key.updated_at = datetime.now(UTC)
+    await session.flush()
+    await record(session, actor=actor, action="key.update", target_type="api_key", target_id=key.id,
+                 before=before, after=key_out(key))
+    return key
+
+
+async def revoke_key(session: AsyncSession, key_id: str, actor: str) -> ApiKey:
+    key = await get_key(session, key_id, lock=True)
+    if key.status == "revoked":
+        return key
+    before = key_out(key)
+    now = datetime.now(UTC)
+    key.status, key.revoked_at, key.updated_at = "revoked", now, now
+    await session.flush()
+    await record(session, actor=actor, action="key.revoke", target_type="api_key", target_id=key.id,
+                 before=before, after=key_out(key))
+    return key

@@ -1,0 +1,76 @@
+"""create_app(): the lifespan builds the engine, sessionmaker, the one shared httpx client, the
+key and route caches and the background workers (hold sweeper, run-control listener)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from tokens_forge import __version__
+from tokens_forge.api import errors
+from tokens_forge.api.admin import router as admin_router
+from tokens_forge.api.health import router as health_router
+from tokens_forge.api.openai import router as openai_router
+from tokens_forge.config import Settings
+from tokens_forge.db.engine import make_engine, make_sessionmaker
+from tokens_forge.db.resolve import database_url
+from tokens_forge.keys.auth import KeyCache
+from tokens_forge.pipeline.background import Background
+from tokens_forge.routing.cache import RouteCache
+
+log = logging.getLogger("tokens_forge")
+
+
+def upstream_client(settings: Settings) -> httpx.AsyncClient:
+    limits = httpx.Limits(max_connections=settings.upstream_max_connections,
+                          max_keepalive_connections=min(settings.upstream_max_connections, 200))
+    # Per-request timeouts come from each route's timeout_s; this is only the connect bound.
+    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0, connect=10.0), http2=False,
+                             follow_redirects=False, trust_env=False)
+
+
+def create_app(settings: Settings | None = None, db_url: str | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = db_url or database_url(settings)
+        engine = make_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+        app.state.settings = settings
+        app.state.database_url = url
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.keys = KeyCache(engine, settings.key_cache_ttl_s)
+        app.state.routes = RouteCache(engine, ttl_s=1.0)
+        app.state.http = upstream_client(settings)
+        app.state.background = Background(app.state, url)
+        await app.state.background.start()
+        try:
+            yield
+        finally:
+            await app.state.background.stop()
+            await app.state.http.aclose()
+            await engine.dispose()
+
+    app = FastAPI(title="Tokens Forge", version=__version__, lifespan=lifespan,
+                  default_response_class=ORJSONResponse,
+                  description="An OpenAI-compatible LLM gateway with a spend guard and a double-entry ledger.")
+    errors.install(app)
+    app.include_router(health_router)
+    app.include_router(openai_router)
+    app.include_router(admin_router)
+    if settings.mock_upstream:
+        from tokens_forge.mock.upstream import create_mock_app
+
+        app.mount("/mock", create_mock_app())
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry point for uvicorn workers (`factory=True`): settings from the environment."""
+    return create_app()

@@ -1,0 +1,95 @@
+"""Per-worker background work: the hold sweeper, the route-health refresher, and the run-control
+listener (LISTEN tf_run_control, plus a poll of in-flight runs as a safety net)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+from sqlalchemy import text
+
+from tokens_forge.db.url import plain_url
+from tokens_forge.ledger.sweeper import sweep_expired
+from tokens_forge.routing.health import RouteHealth
+from tokens_forge.runs.flights import FlightRegistry
+
+log = logging.getLogger("tokens_forge.background")
+CHANNEL = "tf_run_control"
+
+
+class Background:
+    def __init__(self, state: Any, url: str):
+        self.state = state
+        self.url = url
+        state.flights = FlightRegistry()
+        state.health = RouteHealth(state.engine)
+        self._tasks: list[asyncio.Task] = []
+
+    async def start(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.state.health.refresh()
+        self._tasks = [
+            asyncio.create_task(self._every(self.state.settings.sweep_interval_s, self._sweep), name="sweeper"),
+            asyncio.create_task(self._every(2.0, self.state.health.refresh), name="health"),
+            asyncio.create_task(self._every(1.0, self._poll_cancelled_runs), name="run-poll"),
+            asyncio.create_task(self._listen(), name="run-listen"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    async def _every(self, seconds: float, fn) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await fn()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the database may be restarting: try again next tick
+                log.warning("%s failed: %s", getattr(fn, "__name__", fn), type(exc).__name__)
+
+    async def _sweep(self) -> None:
+        n = await sweep_expired(self.state.engine)
+        if n:
+            log.info("released %d expired hold(s)", n)
+
+    async def _poll_cancelled_runs(self) -> None:
+        runs = self.state.flights.runs()
+        if not runs:
+            return
+        async with self.state.engine.connect() as conn:
+            cancelled = (await conn.execute(text("SELECT id FROM runs WHERE id = ANY(:ids) AND status = 'cancelled'"),
+                                            {"ids": runs})).scalars().all()
+        for run_id in cancelled:
+            self.state.flights.cancel_run(run_id)
+
+    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
+        action, _, run_id = payload.partition(":")
+        if action == "cancel":
+            self.state.flights.cancel_run(run_id)
+
+    async def _listen(self) -> None:
+        while True:
+            conn = None
+            try:
+                conn = await asyncpg.connect(plain_url(self.url))
+                await conn.add_listener(CHANNEL, self._on_notify)
+                while not conn.is_closed():
+                    await asyncio.sleep(5)
+                    await conn.execute("SELECT 1")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("run-control listener reconnecting: %s", type(exc).__name__)
+                await asyncio.sleep(1)
+            finally:
+                if conn is not None:
+                    with contextlib.suppress(Exception):
+                        await conn.close()

@@ -1,0 +1,380 @@
+"""One request's story: plan routes → size and reserve → forward → settle → receipt, with
+retries and fallback (each attempt its own reservation on its own bucket). The router calls
+`ChatStory.respond()`; everything about money happens in `store` and the plpgsql functions."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import httpx
+from fastapi.responses import Response, StreamingResponse
+
+from tokens_forge.errors import ForgeError, SpendGuardError, Unauthorized, UpstreamError, UpstreamTimeout
+from tokens_forge.guard import service as guard
+from tokens_forge.guard.bounds import affordable_output_tokens, cost, estimate_tokens, input_tokens_bound
+from tokens_forge.ids import new_id
+from tokens_forge.keys.auth import AuthedKey
+from tokens_forge.pipeline import store
+from tokens_forge.pipeline.request import ChatRequest
+from tokens_forge.pipeline.store import AttemptEnd, ReceiptEnd, ReceiptHead
+from tokens_forge.routing.cache import RouteInfo
+from tokens_forge.runs.flights import Flight, RunCancelled, bounded
+from tokens_forge.upstream import client as upstream
+from tokens_forge.upstream.client import UpstreamFailure
+from tokens_forge.upstream.sse import EventSplitter, StreamTally, error_event, process_event
+
+log = logging.getLogger("tokens_forge.chat")
+MAX_BACKOFF_S = 10.0
+
+
+@dataclass(frozen=True)
+class Sizing:
+    amount: int               # the reservation: a true upper bound of the attempt's cost
+    send_max_tokens: int | None
+    input_bound: int
+    output_bound: int
+
+
+class ChatStory:
+    def __init__(self, state: Any, key: AuthedKey, req: ChatRequest, *, run_id: str | None,
+                 idempotency_key: str | None, flight: Flight | None):
+        self.state = state
+        self.settings = state.settings
+        self.engine = state.engine
+        self.key = key
+        self.req = req
+        self.flight = flight
+        self.head = ReceiptHead(id=new_id("rcpt"), account_id=key.account_id, project_id=key.project_id,
+                                key_id=key.id, run_id=run_id, model=req.model, stream=req.stream,
+                                idempotency_key=idempotency_key)
+        self.attempts = 0
+        self.charged = 0
+        self.headers: dict[str, str] = {"X-TF-Receipt-Id": self.head.id}
+
+    # -- the story -------------------------------------------------------------------------
+
+    async def respond(self, routes: list[RouteInfo]) -> Response:
+        failure: UpstreamFailure | None = None
+        refusal: ForgeError | None = None
+        policy = self.key.retry_policy
+        max_attempts = max(1, int(policy.get("max_attempts", 1)))
+        retry_on = set(policy.get("retry_on", []))
+        for index, route in enumerate(routes):
+            last_route = index == len(routes) - 1
+            for t in range(max_attempts):
+                sizing = await self._size(route)
+                res = await self._reserve(route, sizing, reject=last_route and self.attempts == 0)
+                if not res.ok:
+                    refusal = self._refusal_error(res, sizing, route)
+                    break  # this route cannot be paid for: fall back, or give up
+                try:
+                    return await self._attempt(route, sizing, res)
+                except UpstreamFailure as f:
+                    failure = f
+                    await self._finish_failed(route, sizing, res, f, final=None)
+                    if f.is_client_error:
+                        return await self._passthrough(route, f)
+                    if f.retry_class not in retry_on or t == max_attempts - 1:
+                        break
+                    await self._backoff(t, f)
+                except RunCancelled:
+                    return await self._run_cancelled(route, sizing, res)
+        return await self._give_up(failure, refusal, routes[-1])
+
+    async def _give_up(self, failure: UpstreamFailure | None, refusal: ForgeError | None,
+                       route: RouteInfo) -> Response:
+        if failure is None:
+            assert refusal is not None
+            raise refusal  # never attempted: the receipt was written `rejected`
+        timeout = failure.outcome == "timeout"
+        err: ForgeError
+        if timeout:
+            err = UpstreamTimeout(f"the upstream did not answer in time after {self.attempts} attempt(s); "
+                                  f"charged {self.charged} micros (see the receipt)")
+        else:
+            err = UpstreamError(f"all {self.attempts} attempt(s) failed, the last with: {failure.message}; "
+                                f"charged {self.charged} micros (see the receipt)")
+        if refusal is not None:
+            err.message += f"; a fallback was refused: {refusal.message}"
+        await store.close_receipt(self.engine, self.head.id,
+                                  ReceiptEnd("failed", reason=err.message, error_code=err.code))
+        err.receipt_id = self.head.id
+        err.headers = {**self.headers, "X-TF-Charged-Micros": str(self.charged)}
+        raise err
+
+    # -- sizing and reservation ------------------------------------------------------------
+
+    async def _size(self, route: RouteInfo) -> Sizing:
+        req = self.req
+        input_bound = input_tokens_bound(req.size_bytes, req.messages, req.images)
+        send_max = None
+        if req.max_tokens is not None:
+            per_choice = req.max_tokens
+        else:
+            async with self.engine.connect() as conn:
+                remaining = await guard.remaining_budget(conn, key_id=self.key.id, bucket=route.bucket,
+                                                         run_id=self.head.run_id)
+            affordable = affordable_output_tokens(remaining, input_bound, route.price) // req.n
+            per_choice = max(1, min(self.settings.default_max_tokens, affordable))
+            send_max = per_choice
+        output_bound = per_choice * req.n
+        amount = cost(input_bound, output_bound, route.price)
+        if route.failed_charge_mode == "flat":
+            amount = max(amount, route.failed_charge_flat_micros)
+        return Sizing(amount, send_max, input_bound, output_bound)
+
+    async def _reserve(self, route: RouteInfo, sizing: Sizing, *, reject: bool) -> guard.Reservation:
+        attempt_no = self.attempts + 1
+        ttl = self.settings.hold_ttl_s + route.timeout_s
+        if attempt_no == 1 and not getattr(self, "_opened", False):
+            self._opened = True
+            res = await store.open_receipt(
+                self.engine, self.head, route, sizing.amount, ttl,
+                refusal=(lambda r: self._refusal_reason(r, sizing, route)) if reject else None)
+        else:
+            res = await store.reserve_attempt(
+                self.engine, self.head, route, attempt_no, sizing.amount, ttl,
+                refusal=(lambda r: self._refusal_reason(r, sizing, route)) if reject else None)
+        self.headers.update({"X-TF-Route-Kind": route.kind, "X-TF-Bucket": route.bucket,
+                             "X-TF-Reserved-Micros": str(sizing.amount if res.ok else 0)})
+        if res.ok:
+            self.attempts = attempt_no
+        return res
+
+    def _refusal_reason(self, res: guard.Reservation, sizing: Sizing, route: RouteInfo) -> tuple[str, str]:
+        err = self._refusal_error(res, sizing, route)
+        return err.message, err.code
+
+    def _refusal_error(self, res: guard.Reservation, sizing: Sizing, route: RouteInfo) -> ForgeError:
+        need = (f"this request needs up to {sizing.amount} micros (at most {sizing.input_bound} input and "
+                f"{sizing.output_bound} output tokens at route {route.id}'s price)")
+        scope = res.refused_scope or "bucket"
+        err: ForgeError
+        if scope == "key_revoked":
+            err = Unauthorized("invalid or revoked API key")
+        elif scope == "bucket":
+            err = SpendGuardError(
+                f"insufficient balance: the {route.bucket} bucket has {res.remaining} micros available; {need}. "
+                f"Top up the {route.bucket} bucket or lower max_tokens.", code="insufficient_balance")
+        else:
+            err = SpendGuardError(
+                f"spend limit: {guard.SCOPE_NAMES.get(scope, scope)} has {res.remaining} micros left; {need}. "
+                f"Lower max_tokens or raise the limit.", code="spend_limit_exceeded")
+        err.receipt_id = self.head.id
+        err.headers = dict(self.headers)
+        return err
+
+    # -- forwarding ------------------------------------------------------------------------
+
+    async def _attempt(self, route: RouteInfo, sizing: Sizing, res: guard.Reservation) -> Response:
+        payload = upstream.upstream_body(self.req.body, route, max_tokens=sizing.send_max_tokens,
+                                         stream=self.req.stream)
+        if self.req.stream:
+            return await self._open_stream(route, sizing, res, payload)
+        comp = await bounded(upstream.complete(self.state.http, route, payload), self.flight, None)
+        usage = upstream.usage_of(comp.data)
+        estimated = usage is None
+        pt, ct = usage if usage else (estimate_tokens(self.req.prompt_chars),
+                                      estimate_tokens(upstream.completion_chars(comp.data)))
+        end = AttemptEnd("success", cost(pt, ct, route.price), "settle",
+                         "usage estimated (upstream sent none) × price" if estimated else "usage × price",
+                         pt, ct, comp.status, comp.latency_ms)
+        await self._finish(route, res, end, ReceiptEnd("succeeded", usage_estimated=estimated))
+        self.headers["X-TF-Charged-Micros"] = str(self.charged)
+        return Response(comp.body, status_code=200, media_type="application/json", headers=self.headers)
+
+    async def _finish(self, route: RouteInfo, res: guard.Reservation, end: AttemptEnd,
+                      final: ReceiptEnd | None) -> None:
+        assert res.hold_id is not None
+        self.charged += await store.finish_attempt(self.engine, self.head, route, self.attempts, res.hold_id,
+                                                   end, final)
+
+    def _failure_charge(self, route: RouteInfo, sizing: Sizing) -> tuple[int, str]:
+        if route.failed_charge_mode == "flat":
+            return min(route.failed_charge_flat_micros, sizing.amount), "failed request: the route's flat charge"
+        if route.failed_charge_mode == "input_tokens":
+            return (cost(estimate_tokens(self.req.prompt_chars), 0, route.price),
+                    "failed request: the route charges input tokens")
+        return 0, "failed request: the route charges nothing for failures"
+
+    async def _finish_failed(self, route: RouteInfo, sizing: Sizing, res: guard.Reservation, f: UpstreamFailure,
+                             final: ReceiptEnd | None) -> None:
+        charge, reason = self._failure_charge(route, sizing)
+        end = AttemptEnd(f.outcome, charge, "failure_charge", reason, upstream_status=f.status, error=f.message)
+        await self._finish(route, res, end, final)
+
+    async def _backoff(self, t: int, f: UpstreamFailure) -> None:
+        base = int(self.key.retry_policy.get("backoff_ms", 0)) / 1000 * (2**t)
+        await asyncio.sleep(min(max(base, f.retry_after or 0.0), MAX_BACKOFF_S))
+
+    async def _passthrough(self, route: RouteInfo, f: UpstreamFailure) -> Response:
+        """The upstream refused the request itself (400, 404, 422…): the client sees that answer."""
+        await store.close_receipt(self.engine, self.head.id, ReceiptEnd(
+            "failed", reason=f"the upstream refused the request: HTTP {f.status}", error_code="upstream_rejected"))
+        self.headers["X-TF-Charged-Micros"] = str(self.charged)
+        return Response(f.body or b"", status_code=f.status or 400, media_type="application/json",
+                        headers=self.headers)
+
+    async def _run_cancelled(self, route: RouteInfo, sizing: Sizing, res: guard.Reservation) -> Response:
+        pt = estimate_tokens(self.req.prompt_chars)
+        end = AttemptEnd("cancelled", cost(pt, 0, route.price), "settle", "run cancelled: input tokens", pt, 0,
+                         error="the run was cancelled")
+        await self._finish(route, res, end, ReceiptEnd("cancelled", reason="the run was cancelled",
+                                                       error_code="run_cancelled"))
+        from tokens_forge.errors import Conflict
+
+        err = Conflict(f"run {self.head.run_id} was cancelled; this request was aborted", code="run_cancelled")
+        err.receipt_id = self.head.id
+        err.headers = {**self.headers, "X-TF-Charged-Micros": str(self.charged)}
+        raise err
+
+    # -- streaming -------------------------------------------------------------------------
+
+    async def _open_stream(self, route: RouteInfo, sizing: Sizing, res: guard.Reservation,
+                           payload: bytes) -> Response:
+        """Open the upstream stream and wait for its first event before answering: until a byte
+        has reached the client, a failure may still retry or fall back."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        resp = await bounded(upstream.open_stream(self.state.http, route, payload), self.flight, None)
+        chunks = resp.aiter_raw()
+        splitter = EventSplitter()
+        first: list[bytes] = []
+        try:
+            async with asyncio.timeout(route.timeout_s):
+                while not first:
+                    first = splitter.feed(await bounded(anext(chunks), self.flight, None))
+        except StopAsyncIteration as exc:
+            await resp.aclose()
+            raise UpstreamFailure("upstream_error", f"route {route.id} closed the stream before any event",
+                                  status=200) from exc
+        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            await resp.aclose()
+            raise upstream.map_transport_error(exc, route) from exc
+        except BaseException:
+            await resp.aclose()
+            raise
+        latency = int((loop.time() - started) * 1000)
+        relay = StreamRelay(self, route, sizing, res, resp, chunks, splitter, first, latency)
+        return StreamingResponse(relay.events(), status_code=200, media_type="text/event-stream",
+                                 headers={**self.headers, "Cache-Control": "no-cache"})
+
+
+class StreamRelay:
+    """Pass the upstream's events through as they arrive; settle when the stream ends, however
+    it ends (done, cut by the upstream, stalled, client gone, run cancelled)."""
+
+    def __init__(self, story: ChatStory, route: RouteInfo, sizing: Sizing, res: guard.Reservation,
+                 resp: httpx.Response, chunks: Any, splitter: EventSplitter, first: list[bytes], latency_ms: int):
+        self.story, self.route, self.sizing, self.res = story, route, sizing, res
+        self.resp, self.chunks, self.splitter, self.first = resp, chunks, splitter, first
+        self.latency_ms = latency_ms
+        self.tally = StreamTally()
+        self.outcome = "success"
+        self.error: str | None = None
+
+    async def events(self):
+        story = self.story
+        wants_usage = story.req.include_usage
+        last_extend = asyncio.get_running_loop().time()
+        try:
+            for ev in self.first:
+                out = process_event(ev, self.tally, client_wants_usage=wants_usage)
+                if out:
+                    yield out
+            while not self.tally.done:
+                try:
+                    chunk = await bounded(anext(self.chunks), story.flight, self.route.timeout_s)
+                except StopAsyncIteration:
+                    break
+                except RunCancelled:
+                    self.outcome, self.error = "cancelled", "the run was cancelled"
+                    yield error_event(f"run {story.head.run_id} was cancelled", "run_cancelled",
+                                      "invalid_request_error")
+                    return
+                except TimeoutError:
+                    self.outcome, self.error = "timeout", f"the upstream stalled for {self.route.timeout_s:g}s"
+                    yield error_event(self.error + "; the stream was cut", "upstream_timeout")
+                    return
+                except (httpx.HTTPError, OSError) as exc:
+                    self.outcome, self.error = "upstream_error", f"the upstream stream broke: {type(exc).__name__}"
+                    yield error_event(self.error, "upstream_error")
+                    return
+                for ev in self.splitter.feed(chunk):
+                    out = process_event(ev, self.tally, client_wants_usage=wants_usage)
+                    if out:
+                        yield out
+                now = asyncio.get_running_loop().time()
+                if now - last_extend > story.settings.hold_ttl_s / 3:
+                    last_extend = now
+                    await store.extend_hold(story.engine, self.res.hold_id, story.settings.hold_ttl_s)
+            if not self.tally.done and self.outcome == "success":
+                self.outcome, self.error = "upstream_error", "the upstream stream ended without [DONE]"
+                yield error_event(self.error, "upstream_error")
+        except (asyncio.CancelledError, GeneratorExit):
+            self.outcome, self.error = "cancelled", "the client disconnected"
+            raise
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._settle()
+
+    async def _settle(self) -> None:
+        story = self.story
+        try:
+            await self.resp.aclose()
+        except (httpx.HTTPError, OSError):
+            pass
+        pt_est = estimate_tokens(story.req.prompt_chars)
+        if self.tally.usage is not None and self.outcome == "success":
+            (pt, ct), estimated = self.tally.usage, False
+        elif self.tally.usage is not None:
+            pt, ct, estimated = self.tally.usage[0], self.tally.content_chunks, True
+        else:
+            pt, ct, estimated = pt_est, self.tally.content_chunks, True
+        if self.outcome == "success":
+            reason, final = "usage × price", ReceiptEnd("succeeded", usage_estimated=estimated)
+        elif self.outcome == "cancelled":
+            reason = "cancelled: input and the output tokens delivered"
+            code = "run_cancelled" if story.flight and story.flight.cancelled else "client_disconnected"
+            final = ReceiptEnd("cancelled", reason=self.error, error_code=code, usage_estimated=estimated)
+        else:
+            reason = "stream cut: input and the output tokens delivered"
+            final = ReceiptEnd("failed", reason=self.error, error_code=self.outcome, usage_estimated=estimated)
+        if estimated and self.outcome == "success":
+            reason = "usage estimated (upstream sent none) × price"
+        end = AttemptEnd(self.outcome, cost(pt, ct, self.route.price), "settle", reason, pt, ct, 200,
+                         self.latency_ms, self.error)
+        try:
+            await story._finish(self.route, self.res, end, final)
+        except Exception:  # the hold stays open; the sweeper releases it
+            log.exception("settling stream of receipt %s failed", story.head.id)
+        finally:
+            if story.flight is not None:
+                story.state.flights.unregister(story.flight)
+
+
+async def handle_chat(state: Any, key: AuthedKey, req: ChatRequest, *, preference: str, run_id: str | None,
+                      idempotency_key: str | None) -> Response:
+    """Plan the routes, then tell the story. A run's in-flight request is registered so that a
+    cancel reaches it in this process."""
+    from tokens_forge.routing.selection import plan_routes
+    from tokens_forge.runs.service import check_run_accepts
+
+    if run_id is not None:
+        await check_run_accepts(state.engine, run_id, key.account_id)
+    routes = plan_routes(req.model, await state.routes.for_model(req.model), key, preference,
+                         state.health.is_down)
+    flight = state.flights.register(run_id) if run_id else None
+    story = ChatStory(state, key, req, run_id=run_id, idempotency_key=idempotency_key, flight=flight)
+    streaming = False
+    try:
+        response = await story.respond(routes)
+        streaming = isinstance(response, StreamingResponse)
+        return response
+    finally:
+        if flight is not None and not streaming:
+            state.flights.unregister(flight)

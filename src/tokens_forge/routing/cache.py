@@ -1,0 +1,79 @@
+"""Enabled routes per model with their current price snapshot, cached per process for at most
+`ttl_s` (a disabled route or a new price applies within that time in every worker)."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tokens_forge.guard.bounds import Price
+from tokens_forge.routing.schemas import BUCKET_OF
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    id: str
+    model: str
+    kind: str
+    base_url: str
+    upstream_model: str
+    api_key: str | None
+    price: Price
+    price_snapshot_id: str
+    failed_charge_mode: str
+    failed_charge_flat_micros: int
+    timeout_s: float
+    priority: int
+
+    @property
+    def bucket(self) -> str:
+        return BUCKET_OF[self.kind]
+
+    def __repr__(self) -> str:  # never print the upstream key
+        return f"RouteInfo({self.id}, {self.model}, {self.kind})"
+
+
+_SQL = text("""
+    SELECT r.id, r.model, r.kind, r.base_url, r.upstream_model, r.upstream_api_key, r.upstream_api_key_env,
+           r.failed_charge_mode, r.failed_charge_flat_micros, r.timeout_s, r.priority,
+           p.id AS snapshot_id, p.input_per_mtok, p.output_per_mtok
+      FROM routes r JOIN price_snapshots p ON p.id = r.price_snapshot_id
+     WHERE r.model = :m AND r.enabled
+     ORDER BY r.priority, r.created_at""")
+
+
+def _info(row) -> RouteInfo:
+    key = row.upstream_api_key or (os.environ.get(row.upstream_api_key_env) if row.upstream_api_key_env else None)
+    return RouteInfo(id=row.id, model=row.model, kind=row.kind, base_url=row.base_url,
+                     upstream_model=row.upstream_model, api_key=key,
+                     price=Price(row.input_per_mtok, row.output_per_mtok), price_snapshot_id=row.snapshot_id,
+                     failed_charge_mode=row.failed_charge_mode, failed_charge_flat_micros=row.failed_charge_flat_micros,
+                     timeout_s=row.timeout_s, priority=row.priority)
+
+
+class RouteCache:
+    def __init__(self, engine: AsyncEngine, ttl_s: float = 1.0):
+        self._engine = engine
+        self._ttl = ttl_s
+        self._entries: dict[str, tuple[list[RouteInfo], float]] = {}
+
+    async def for_model(self, model: str) -> list[RouteInfo]:
+        now = time.monotonic()
+        hit = self._entries.get(model)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        async with self._engine.connect() as conn:
+            routes = [_info(r) for r in (await conn.execute(_SQL, {"m": model})).all()]
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[model] = (routes, now + self._ttl)
+        return routes
+
+    async def model_exists(self, model: str) -> bool:
+        async with self._engine.connect() as conn:
+            return (await conn.execute(text("SELECT 1 FROM routes WHERE model = :m LIMIT 1"), {"m": model})).first() \
+                is not None

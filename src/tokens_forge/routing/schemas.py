@@ -1,0 +1,53 @@
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from tokens_forge.schemas import Micros, Name, Strict
+
+RouteKind = Literal["official", "routed"]
+BUCKET_OF = {"official": "credit", "routed": "routed"}
+
+
+class PriceIn(Strict):
+    input_per_mtok: Micros
+    output_per_mtok: Micros
+
+
+class FailedRequestCharge(Strict):
+    mode: Literal["none", "input_tokens", "flat"] = "none"
+    flat_micros: Micros = 0
+
+
+class RouteCreate(Strict):
+    model: Name
+    kind: RouteKind
+    base_url: str = Field(min_length=8, max_length=500)
+    upstream_model: Name
+    upstream_api_key: str | None = Field(default=None, max_length=4000)
+    upstream_api_key_env: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    price: PriceIn
+    failed_request_charge: FailedRequestCharge = FailedRequestCharge()
+    timeout_s: float = Field(default=60.0, gt=0, le=3600)
+    priority: int = Field(default=100, ge=-1_000_000, le=1_000_000)
+    enabled: bool = True
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class RouteUpdate(Strict):
+    base_url: str | None = Field(default=None, min_length=8, max_length=500)
+    upstream_model: Name | None = None
+    upstream_api_key: str | None = Field(default=None, max_length=4000)
+    upstream_api_key_env: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    price: PriceIn | None = None
+    failed_request_charge: FailedRequestCharge | None = None
+    timeout_s: float | None = Field(default=None, gt=0, le=3600)
+    priority: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
+    enabled: bool | None = None
+
+    _check_url = field_validator("base_url")(RouteCreate._http_url.__func__)  # type: ignore[attr-defined]

@@ -1,0 +1,168 @@
+"""Talking to an OpenAI-compatible upstream: one pooled httpx client, per-route timeouts, and
+every way an upstream can fail mapped to one exception, in one place."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from tokens_forge.routing.cache import RouteInfo
+
+RETRY_AFTER_MAX_S = 10.0
+PASSTHROUGH_STATUSES = {400, 404, 413, 422}  # the client's request is wrong: tell the client, don't fall back
+ERROR_BODY_LIMIT = 64 * 1024
+
+
+class UpstreamFailure(Exception):
+    """outcome: 'timeout' | 'connect_error' | 'upstream_error'."""
+
+    def __init__(self, outcome: str, message: str, *, status: int | None = None,
+                 retry_after: float | None = None, body: bytes | None = None):
+        super().__init__(message)
+        self.outcome = outcome
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+        self.body = body
+
+    @property
+    def retry_class(self) -> str | None:
+        """The retry_policy.retry_on name of this failure, if any."""
+        if self.outcome in ("timeout", "connect_error"):
+            return self.outcome
+        if self.status == 429:
+            return "http_429"
+        if self.status is not None and self.status >= 500:
+            return "http_5xx"
+        return None
+
+    @property
+    def is_client_error(self) -> bool:
+        return self.status in PASSTHROUGH_STATUSES and self.body is not None
+
+
+@dataclass
+class Completion:
+    status: int
+    body: bytes
+    data: dict[str, Any]
+    latency_ms: int
+
+
+def upstream_body(body: dict[str, Any], route: RouteInfo, *, max_tokens: int | None, stream: bool) -> bytes:
+    out = dict(body)
+    out["model"] = route.upstream_model
+    if max_tokens is not None:
+        out["max_tokens"] = max_tokens
+    if stream:
+        # Always ask for usage so that the charge is exact; the pipeline drops the usage
+        # chunk again when the client did not ask for it.
+        opts = dict(out.get("stream_options") or {})
+        opts["include_usage"] = True
+        out["stream_options"] = opts
+    return orjson.dumps(out)
+
+
+def _headers(route: RouteInfo) -> dict[str, str]:
+    h = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+    if route.api_key:
+        h["authorization"] = f"Bearer {route.api_key}"
+    return h
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    v = resp.headers.get("retry-after")
+    if not v:
+        return None
+    try:
+        return min(max(float(v), 0.0), RETRY_AFTER_MAX_S)
+    except ValueError:
+        return None
+
+
+def _status_failure(resp: httpx.Response, body: bytes) -> UpstreamFailure:
+    return UpstreamFailure("upstream_error", f"upstream answered HTTP {resp.status_code}", status=resp.status_code,
+                           retry_after=_retry_after(resp), body=body[:ERROR_BODY_LIMIT])
+
+
+def map_transport_error(exc: BaseException, route: RouteInfo) -> UpstreamFailure:
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        if isinstance(exc, httpx.ConnectTimeout):
+            return UpstreamFailure("connect_error", f"connecting to route {route.id} timed out")
+        return UpstreamFailure("timeout", f"route {route.id} did not answer within {route.timeout_s:g}s")
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamFailure("connect_error", f"could not connect to route {route.id}")
+    return UpstreamFailure("upstream_error", f"route {route.id} failed: {type(exc).__name__}")
+
+
+def url(route: RouteInfo) -> str:
+    return route.base_url + "/chat/completions"
+
+
+async def complete(http: httpx.AsyncClient, route: RouteInfo, payload: bytes) -> Completion:
+    """A non-streaming answer, bounded as a whole by the route's timeout."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        async with asyncio.timeout(route.timeout_s):
+            resp = await http.post(url(route), content=payload, headers=_headers(route))
+    except (httpx.HTTPError, TimeoutError, OSError) as exc:
+        raise map_transport_error(exc, route) from exc
+    latency = int((loop.time() - started) * 1000)
+    if resp.status_code != 200:
+        raise _status_failure(resp, resp.content)
+    try:
+        data = orjson.loads(resp.content)
+    except orjson.JSONDecodeError as exc:
+        raise UpstreamFailure("upstream_error", f"route {route.id} answered with a body that is not JSON",
+                              status=resp.status_code) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise UpstreamFailure("upstream_error", f"route {route.id} answered without choices", status=resp.status_code)
+    return Completion(resp.status_code, resp.content, data, latency)
+
+
+async def open_stream(http: httpx.AsyncClient, route: RouteInfo, payload: bytes) -> httpx.Response:
+    """Open a streaming answer; the caller owns the response and must close it."""
+    req = http.build_request("POST", url(route), content=payload, headers=_headers(route))
+    try:
+        async with asyncio.timeout(route.timeout_s):
+            resp = await http.send(req, stream=True)
+    except (httpx.HTTPError, TimeoutError, OSError) as exc:
+        raise map_transport_error(exc, route) from exc
+    if resp.status_code != 200:
+        try:
+            async with asyncio.timeout(route.timeout_s):
+                body = await resp.aread()
+        except (httpx.HTTPError, TimeoutError, OSError):
+            body = b""
+        finally:
+            await resp.aclose()
+        raise _status_failure(resp, body)
+    return resp
+
+
+def usage_of(data: dict[str, Any]) -> tuple[int, int] | None:
+    u = data.get("usage")
+    if not isinstance(u, dict):
+        return None
+    pt, ct = u.get("prompt_tokens"), u.get("completion_tokens")
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (pt, ct)):
+        return None
+    return pt, ct
+
+
+def completion_chars(data: dict[str, Any]) -> int:
+    total = 0
+    for choice in data.get("choices") or []:
+        msg = choice.get("message") if isinstance(choice, dict) else None
+        if isinstance(msg, dict):
+            if isinstance(msg.get("content"), str):
+                total += len(msg["content"])
+            for call in msg.get("tool_calls") or []:
+                if isinstance(call, dict):
+                    total += len(orjson.dumps(call.get("function") or {}))
+    return total

@@ -1,0 +1,99 @@
+"""Server-sent events from an OpenAI-compatible stream: split the byte stream into events,
+see usage and delivered content, and drop the usage chunk the client did not ask for. Events
+are passed on byte for byte unless they must change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import orjson
+
+from tokens_forge.upstream.client import usage_of
+
+
+@dataclass
+class StreamTally:
+    usage: tuple[int, int] | None = None
+    content_chunks: int = 0
+    content_chars: int = 0
+    done: bool = False
+    error: str | None = None
+    events: int = field(default=0)
+
+
+class EventSplitter:
+    """Feed raw bytes, get complete events (each ending with a blank line)."""
+
+    def __init__(self) -> None:
+        self._buf = b""
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        self._buf += chunk
+        if b"\r\n" in self._buf:
+            self._buf = self._buf.replace(b"\r\n", b"\n")
+        out = []
+        while True:
+            i = self._buf.find(b"\n\n")
+            if i < 0:
+                return out
+            out.append(self._buf[: i + 2])
+            self._buf = self._buf[i + 2 :]
+
+    @property
+    def pending(self) -> bytes:
+        return self._buf
+
+
+def _data_of(event: bytes) -> bytes | None:
+    lines = [ln[5:].lstrip(b" ") for ln in event.split(b"\n") if ln.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+def _count(chunk: dict, tally: StreamTally) -> None:
+    for choice in chunk.get("choices") or []:
+        delta = choice.get("delta") if isinstance(choice, dict) else None
+        if not isinstance(delta, dict):
+            continue
+        content = delta.get("content")
+        calls = delta.get("tool_calls")
+        if isinstance(content, str) and content:
+            tally.content_chunks += 1
+            tally.content_chars += len(content)
+        elif calls:
+            tally.content_chunks += 1
+            tally.content_chars += len(orjson.dumps(calls))
+
+
+def process_event(event: bytes, tally: StreamTally, *, client_wants_usage: bool) -> bytes | None:
+    """What to send the client for one upstream event (None: nothing)."""
+    tally.events += 1
+    data = _data_of(event)
+    if data is None:
+        return event
+    if data.strip() == b"[DONE]":
+        tally.done = True
+        return event
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return event
+    if not isinstance(chunk, dict):
+        return event
+    if isinstance(chunk.get("error"), dict):
+        tally.error = str(chunk["error"].get("message") or "upstream error")[:500]
+        return event
+    _count(chunk, tally)
+    usage = usage_of(chunk)
+    if usage is not None:
+        tally.usage = usage
+    if chunk.get("usage") is not None and not client_wants_usage:
+        if not chunk.get("choices"):
+            return None
+        chunk = {k: v for k, v in chunk.items() if k != "usage"}
+        return b"data: " + orjson.dumps(chunk) + b"\n\n"
+    return event
+
+
+def error_event(message: str, code: str, err_type: str = "upstream_error") -> bytes:
+    return b"data: " + orjson.dumps({"error": {"message": message, "type": err_type, "code": code,
+                                               "param": None}}) + b"\n\n"

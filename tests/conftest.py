@@ -1,0 +1,149 @@
+"""Shared fixtures: one fresh PostgreSQL database per test session (the embedded pgserver, or the
+server named by TF_TEST_DATABASE_URL), migrated with Alembic; the app over ASGI with the mock
+upstream served in-process; a factory of funded tenants. The ledger is verified after every
+test that touched the app."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import uuid
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from tokens_forge.config import Settings
+from tokens_forge.db.migrate import upgrade_head
+from tokens_forge.db.url import plain_url
+from tokens_forge.main import create_app
+from tokens_forge.mock.upstream import create_mock_app
+
+ADMIN = "adm-test-" + secrets.token_hex(6)
+MOCK_BASE = "http://mock.test/v1"
+PRICE = {"input_per_mtok": 1_000_000, "output_per_mtok": 2_000_000}  # 1 micro per input token, 2 per output
+
+
+def _server_url() -> str:
+    explicit = os.environ.get("TF_TEST_DATABASE_URL")
+    if explicit:
+        return explicit
+    import pgserver
+
+    pgdata = Path(os.environ.get("TF_TEST_PGDATA", "/tmp/tokens-forge-test-pg"))
+    return pgserver.get_server(str(pgdata), cleanup_mode=None).get_uri("postgres")
+
+
+@pytest.fixture(scope="session")
+def database_url():
+    server = _server_url()
+    name = "tf_test_" + uuid.uuid4().hex[:12]
+    admin_url = plain_url(server)
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f"CREATE DATABASE {name}"))
+    url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    upgrade_head(url)
+    yield url
+    asyncio.run(run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def make_settings(**over) -> Settings:
+    base = dict(admin_token=ADMIN, key_cache_ttl_s=0.2, sweep_interval_s=0.5, db_pool_size=10, db_max_overflow=30)
+    base.update(over)
+    return Settings(**base)
+
+
+@pytest.fixture(scope="session")
+async def app(database_url):
+    application = create_app(make_settings(database_url=database_url), db_url=database_url)
+    async with application.router.lifespan_context(application):
+        await application.state.http.aclose()
+        application.state.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_mock_app()))
+        yield application
+
+
+@pytest.fixture(scope="session")
+async def client(app):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw.test",
+                                 timeout=30) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+async def admin(app):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw.test/admin/v1",
+                                 headers={"Authorization": f"Bearer {ADMIN}"}, timeout=30) as c:
+        yield c
+
+
+def ok(r: httpx.Response, *codes: int) -> dict:
+    codes = codes or (200, 201)
+    assert r.status_code in codes, f"{r.request.method} {r.request.url} -> {r.status_code}: {r.text[:800]}"
+    return r.json()
+
+
+@pytest.fixture(autouse=True)
+async def _verify_ledger_after(request):
+    yield
+    if "app" in request.fixturenames:
+        app = request.getfixturevalue("app")
+        from tokens_forge.ledger.verify import verify
+
+        async with app.state.engine.connect() as conn:
+            good, checks = await verify(conn, sweep_interval_s=60)
+        assert good, [c.as_dict() for c in checks if not c.ok]
+
+
+@pytest.fixture
+def tenant(admin):
+    """Factory: a fresh account funded in both buckets, a project, a key and two routes
+    (official at priority 1, routed at 2) for a model of its own, served by the mock upstream."""
+
+    async def make(official="ok", routed="ok", credit=10_000_000, routed_balance=10_000_000, key=None,
+                   project_limits=None, official_charge=None, routed_charge=None, timeout_s=30.0):
+        model = "m-" + uuid.uuid4().hex[:10]
+        acct = ok(await admin.post("/accounts", json={"name": model}))
+        for bucket, amount in (("credit", credit), ("routed", routed_balance)):
+            if amount:
+                ok(await admin.post(f"/accounts/{acct['id']}/topups",
+                                    json={"bucket": bucket, "amount_micros": amount, "reference": f"{model}-{bucket}"}))
+        proj = ok(await admin.post("/projects", json={"account_id": acct["id"], "name": "p",
+                                                      "limits": project_limits or {}}))
+        routes = {}
+        for kind, up, prio, charge in (("official", official, 1, official_charge), ("routed", routed, 2, routed_charge)):
+            if up is None:
+                continue
+            routes[kind] = ok(await admin.post("/routes", json={
+                "model": model, "kind": kind, "base_url": MOCK_BASE, "upstream_model": up,
+                "upstream_api_key": f"sk-upstream-secret-{kind}-{model}", "price": PRICE,
+                "failed_request_charge": charge or {"mode": "none"}, "timeout_s": timeout_s,
+                "priority": prio, "enabled": True}))
+        body = {"project_id": proj["id"], "name": "k",
+                "retry_policy": {"max_attempts": 1, "retry_on": [], "backoff_ms": 0}, "fallback_policy": "none"}
+        body.update(key or {})
+        k = ok(await admin.post("/keys", json=body))
+        return Tenant(model, acct, proj, routes, k)
+
+    return make
+
+
+class Tenant:
+    def __init__(self, model, account, project, routes, key):
+        self.model, self.account, self.project, self.routes, self.key = model, account, project, routes, key
+        self.secret = key["secret"]
+        self.auth = {"Authorization": f"Bearer {self.secret}"}
+
+    def chat(self, **over) -> dict:
+        body = {"model": self.model, "messages": [{"role": "user", "content": "hello world"}], "max_tokens": 5}
+        body.update(over)
+        return body
