@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from tokens_forge import __version__
 from tokens_forge.api import errors
 from tokens_forge.api.admin import router as admin_router
+from tokens_forge.api.errors import FastJSONResponse
 from tokens_forge.api.health import router as health_router
 from tokens_forge.api.openai import router as openai_router
 from tokens_forge.config import Settings
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
             await engine.dispose()
 
     app = FastAPI(title="Tokens Forge", version=__version__, lifespan=lifespan,
-                  default_response_class=ORJSONResponse,
+                  default_response_class=FastJSONResponse,
                   description="An OpenAI-compatible LLM gateway with a spend guard and a double-entry ledger.")
     errors.install(app)
     app.include_router(health_router)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -16,8 +17,13 @@ from tokens_forge.errors import Conflict, ForgeError, InvalidRequest, NotFound, 
 log = logging.getLogger("tokens_forge")
 
 
-def render(exc: ForgeError) -> ORJSONResponse:
-    return ORJSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
+class FastJSONResponse(JSONResponse):
+    def render(self, content: object) -> bytes:
+        return orjson.dumps(content)
+
+
+def render(exc: ForgeError) -> JSONResponse:
+    return FastJSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)
 
 
 def _field(loc: tuple) -> str | None:
@@ -65,7 +71,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _db(_: Request, exc: DBAPIError):
-        log.error("database error: %s", type(exc.orig).__name__)
+        # The first line of the server's message only: parameters (which may hold secrets) never.
+        log.error("database error: %s: %s", type(exc.orig).__name__, str(exc.orig).split("\n")[0][:300])
         return render(ServiceUnavailable("the database is unavailable; nothing was charged, try again"))
 
     @app.exception_handler(OSError)

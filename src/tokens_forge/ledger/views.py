@@ -68,10 +68,17 @@ def entry_out(r) -> dict:
             "reference": r.reference, "reason": r.reason}
 
 
-async def ledger_entries(conn: AsyncConnection, account_id: str, *, receipt_id: str | None, run_id: str | None,
-                         bucket: str | None, before: tuple[int, str] | None, limit: int | None):
+def entries_statement(account_id: str, *, receipt_id: str | None, run_id: str | None, bucket: str | None,
+                      before: tuple[int, str] | None, limit: int | None):
     sql = _ENTRIES + (" LIMIT :limit" if limit else "")
     params = {"a": account_id, "receipt": receipt_id, "run": run_id, "bucket": bucket,
               "before_id": before[0] if before else None, "before_side": before[1] if before else "",
               "limit": limit}
-    return await conn.stream(text(sql), params) if limit is None else (await conn.execute(text(sql), params)).all()
+    return text(sql), params
+
+
+async def ledger_entries(conn: AsyncConnection, account_id: str, *, receipt_id: str | None, run_id: str | None,
+                         bucket: str | None, before: tuple[int, str] | None, limit: int):
+    stmt, params = entries_statement(account_id, receipt_id=receipt_id, run_id=run_id, bucket=bucket,
+                                     before=before, limit=limit)
+    return (await conn.execute(stmt, params)).all()

@@ -1,12 +1,15 @@
 """Admin views of records: the audit trail, the ledger verifier, receipts across accounts."""
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from tokens_forge.api.deps import SessionDep
 from tokens_forge.api.paging import CursorQ, LimitQ, decode_cursor, encode_cursor, page
+from tokens_forge.api.records import FormatQ, SinceQ, UntilQ, list_or_export
 from tokens_forge.audit.service import list_entries
 from tokens_forge.ledger.verify import verify
 from tokens_forge.receipts.service import get_receipt
+from tokens_forge.records.filters import RecordFilters
+from tokens_forge.records.queries import USAGE_COLUMNS, USAGE_SQL, USAGE_STATUSES
 
 router = APIRouter(tags=["admin: records"])
 
@@ -37,3 +40,14 @@ async def verify_ledger(request: Request, session: SessionDep) -> dict:
 async def admin_receipt(receipt_id: str, session: SessionDep) -> dict:
     async with session.begin():
         return await get_receipt(session, receipt_id, None)
+
+
+@router.get("/usage", response_model=None)
+async def admin_usage(request: Request, limit: LimitQ = 50, cursor: CursorQ = None, account_id: str | None = None,
+                      since: SinceQ = None, until: UntilQ = None, model: str | None = None,
+                      route_kind: str | None = None, bucket: str | None = None, run_id: str | None = None,
+                      status: str | None = None, format: FormatQ = None) -> dict | Response:
+    """Usage across accounts (filter with `account_id`); `?format=csv|jsonl` streams every row."""
+    filters = RecordFilters(account_id, since, until, model, route_kind, bucket, run_id, status)
+    return await list_or_export(request, USAGE_SQL, USAGE_COLUMNS, filters.check(USAGE_STATUSES), limit=limit,
+                                cursor=cursor, fmt=format, name="usage")

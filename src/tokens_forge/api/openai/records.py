@@ -1,12 +1,23 @@
 """A key's view of its account: receipts, wallet, wallet ledger. Every query is scoped to the
 key's account; another account's ids are indistinguishable from missing ones."""
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from tokens_forge.api.deps import ApiKeyDep
 from tokens_forge.api.paging import CursorQ, LimitQ, decode_cursor, encode_cursor, page
+from tokens_forge.api.records import FormatQ, SinceQ, UntilQ, list_or_export
 from tokens_forge.ledger import views
 from tokens_forge.receipts.service import get_receipt
+from tokens_forge.records.export import check_format, export_response
+from tokens_forge.records.filters import RecordFilters
+from tokens_forge.records.queries import (
+    FAILURE_COLUMNS,
+    FAILURE_OUTCOMES,
+    FAILURES_SQL,
+    USAGE_COLUMNS,
+    USAGE_SQL,
+    USAGE_STATUSES,
+)
 
 router = APIRouter(tags=["openai: records"])
 
@@ -25,10 +36,39 @@ async def wallet(request: Request, key: ApiKeyDep) -> dict:
         return await views.wallet(conn, key)
 
 
-@router.get("/v1/wallet/ledger")
+@router.get("/v1/usage", response_model=None)
+async def usage(request: Request, key: ApiKeyDep, limit: LimitQ = 50, cursor: CursorQ = None,
+                since: SinceQ = None, until: UntilQ = None, model: str | None = None, route_kind: str | None = None,
+                bucket: str | None = None, run_id: str | None = None, status: str | None = None,
+                format: FormatQ = None) -> dict | Response:
+    """One row per request (receipt), newest first; `?format=csv|jsonl` streams every matching row."""
+    filters = RecordFilters(key.account_id, since, until, model, route_kind, bucket, run_id, status)
+    return await list_or_export(request, USAGE_SQL, USAGE_COLUMNS, filters.check(USAGE_STATUSES), limit=limit,
+                                cursor=cursor, fmt=format, name="usage")
+
+
+@router.get("/v1/failures", response_model=None)
+async def failures(request: Request, key: ApiKeyDep, limit: LimitQ = 50, cursor: CursorQ = None,
+                   since: SinceQ = None, until: UntilQ = None, model: str | None = None,
+                   route_kind: str | None = None, bucket: str | None = None, run_id: str | None = None,
+                   status: str | None = None, format: FormatQ = None) -> dict | Response:
+    """Failed attempts and refused requests: route, outcome, upstream status, what was charged and why."""
+    filters = RecordFilters(key.account_id, since, until, model, route_kind, bucket, run_id, status)
+    return await list_or_export(request, FAILURES_SQL, FAILURE_COLUMNS, filters.check(FAILURE_OUTCOMES),
+                                limit=limit, cursor=cursor, fmt=format, name="failures")
+
+
+@router.get("/v1/wallet/ledger", response_model=None)
 async def wallet_ledger(request: Request, key: ApiKeyDep, limit: LimitQ = 50, cursor: CursorQ = None,
-                        receipt_id: str | None = None, run_id: str | None = None, bucket: str | None = None) -> dict:
-    """Ledger entries of the wallet and hold accounts, newest first, each with the balance after it."""
+                        receipt_id: str | None = None, run_id: str | None = None, bucket: str | None = None,
+                        format: FormatQ = None) -> dict | Response:
+    """Ledger entries of the wallet and hold accounts, newest first, each with the balance after it.
+    `account` says which side (wallet: available money; hold: money reserved for requests)."""
+    if check_format(format) is not None:
+        stmt, params = views.entries_statement(key.account_id, receipt_id=receipt_id, run_id=run_id,
+                                               bucket=bucket, before=None, limit=None)
+        return export_response(request.app.state.engine, format, "wallet-ledger", views.LEDGER_COLUMNS, stmt,
+                               params, views.entry_out)
     before = decode_cursor(cursor, 2)
     async with request.app.state.engine.connect() as conn:
         rows = await views.ledger_entries(conn, key.account_id, receipt_id=receipt_id, run_id=run_id, bucket=bucket,

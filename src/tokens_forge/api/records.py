@@ -1,0 +1,44 @@
+"""Serving a record list as a JSON page or a streaming export; shared by /v1 and /admin/v1."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Query, Request, Response
+
+from tokens_forge.api.paging import decode_cursor, encode_cursor, page
+from tokens_forge.errors import InvalidRequest
+from tokens_forge.records.export import check_format, export_response
+from tokens_forge.records.filters import RecordFilters
+from tokens_forge.records.queries import row_out, statement
+
+SinceQ = Annotated[datetime | None, Query(description="ISO time; rows at or after it")]
+UntilQ = Annotated[datetime | None, Query(description="ISO time; rows before it")]
+FormatQ = Annotated[str | None, Query(description="json (default), csv or jsonl")]
+
+
+def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    values = decode_cursor(cursor, 2)
+    if values is None:
+        return None
+    try:
+        return datetime.fromisoformat(values[0]), str(values[1])
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest("cursor: not a cursor this API returned", param="cursor") from exc
+
+
+async def list_or_export(request: Request, sql: str, columns: list[str], filters: RecordFilters, *,
+                         limit: int, cursor: str | None, fmt: str | None, name: str) -> dict | Response:
+    engine = request.app.state.engine
+    fmt = check_format(fmt)
+    if fmt is not None:
+        stmt, params = statement(sql, filters, None, None)
+        return export_response(engine, fmt, name, columns, stmt, params, lambda r: row_out(r, columns))
+    stmt, params = statement(sql, filters, _cursor(cursor), limit + 1)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(stmt, params)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    nxt = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].sort_id) if more else None
+    return page([row_out(r, columns) for r in rows], nxt)
