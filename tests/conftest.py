@@ -147,3 +147,100 @@ class Tenant:
         body = {"model": self.model, "messages": [{"role": "user", "content": "hello world"}], "max_tokens": 5}
         body.update(over)
         return body
+
+
+# -- a real server process: `tokens-forge serve --workers 2` and the mock upstream ---------------
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, seconds: float, proc, log: Path) -> None:
+    import time
+
+    end = time.time() + seconds
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited {proc.returncode}: {log.read_text()[-3000:]}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {seconds}s: {log.read_text()[-3000:]}")
+
+
+class LiveGateway:
+    def __init__(self, base: str, mock_base: str, log: Path, proc):
+        self.base, self.mock_base, self.log, self.proc = base, mock_base, log, proc
+        self.admin = httpx.Client(base_url=base + "/admin/v1", headers={"Authorization": f"Bearer {ADMIN}"},
+                                  timeout=30)
+
+    def tenant(self, **kw) -> Tenant:
+        """A tenant like the `tenant` fixture's, made over real HTTP, routes to the real mock upstream."""
+        model = "m-" + uuid.uuid4().hex[:10]
+        a = self.admin
+        acct = ok(a.post("/accounts", json={"name": model}))
+        for bucket in ("credit", "routed"):
+            amount = kw.get(bucket, 10_000_000)
+            if amount:
+                ok(a.post(f"/accounts/{acct['id']}/topups",
+                          json={"bucket": bucket, "amount_micros": amount, "reference": f"{model}-{bucket}"}))
+        proj = ok(a.post("/projects", json={"account_id": acct["id"], "name": "p",
+                                            "limits": kw.get("project_limits", {})}))
+        routes = {}
+        for kind, prio in (("official", 1), ("routed", 2)):
+            up = kw.get(kind, "ok")
+            if up is None:
+                continue
+            routes[kind] = ok(a.post("/routes", json={
+                "model": model, "kind": kind, "base_url": self.mock_base, "upstream_model": up,
+                "upstream_api_key": f"sk-upstream-secret-{kind}-{model}", "price": PRICE,
+                "failed_request_charge": kw.get(f"{kind}_charge", {"mode": "none"}),
+                "timeout_s": kw.get("timeout_s", 30.0), "priority": prio}))
+        body = {"project_id": proj["id"], "name": "k",
+                "retry_policy": {"max_attempts": 1, "retry_on": [], "backoff_ms": 0}, "fallback_policy": "none"}
+        body.update(kw.get("key", {}))
+        return Tenant(model, acct, proj, routes, ok(a.post("/keys", json=body)))
+
+    def verify(self) -> dict:
+        v = ok(self.admin.get("/ledger/verify"))
+        assert v["ok"] is True, v
+        return v
+
+
+@pytest.fixture(scope="session")
+def live_gateway(database_url, tmp_path_factory):
+    """`tokens-forge serve --workers 2` against the test database, and the built-in mock upstream,
+    both as real processes on free ports."""
+    import subprocess
+    import sys
+
+    d = tmp_path_factory.mktemp("live")
+    bin_dir = Path(sys.executable).parent
+    mock_port, port = free_port(), free_port()
+    mock_log, log = d / "mock.log", d / "gateway.log"
+    mock = subprocess.Popen([str(bin_dir / "tokens-forge"), "mock-upstream", "--port", str(mock_port)],
+                            stdout=open(mock_log, "w"), stderr=subprocess.STDOUT)
+    env = {**os.environ, "TF_DATABASE_URL": database_url, "TF_ADMIN_TOKEN": ADMIN, "TF_DATA_DIR": str(d),
+           "TF_SWEEP_INTERVAL_S": "1"}
+    gw = subprocess.Popen([str(bin_dir / "tokens-forge"), "serve", "--port", str(port), "--workers", "2"],
+                          cwd=d, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{mock_port}/_stats", 30, mock, mock_log)
+        wait_http(f"http://127.0.0.1:{port}/healthz", 90, gw, log)
+        live = LiveGateway(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{mock_port}/v1", log, gw)
+        yield live
+        live.admin.close()
+    finally:
+        for p in (gw, mock):
+            p.terminate()
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
