@@ -39,3 +39,11 @@ async def sweep_expired(engine: AsyncEngine, batch: int = 100) -> int:
                    AND NOT EXISTS (SELECT 1 FROM holds WHERE receipt_id = :r AND status = 'open')"""),
                 {"r": receipt_id})
     return swept
+
+
+async def forget_old_idempotency_keys(engine: AsyncEngine, batch: int = 1000) -> int:
+    async with engine.begin() as conn:
+        result = await conn.execute(text("""
+            DELETE FROM idempotency_keys WHERE ctid IN (
+              SELECT ctid FROM idempotency_keys WHERE expires_at < now() LIMIT :n)"""), {"n": batch})
+        return result.rowcount or 0

@@ -12,7 +12,7 @@ import asyncpg
 from sqlalchemy import text
 
 from tokens_forge.db.url import plain_url
-from tokens_forge.ledger.sweeper import sweep_expired
+from tokens_forge.ledger.sweeper import forget_old_idempotency_keys, sweep_expired
 from tokens_forge.routing.health import RouteHealth
 from tokens_forge.runs.flights import FlightRegistry
 
@@ -59,6 +59,7 @@ class Background:
         n = await sweep_expired(self.state.engine)
         if n:
             log.info("released %d expired hold(s)", n)
+        await forget_old_idempotency_keys(self.state.engine)
 
     async def _poll_cancelled_runs(self) -> None:
         runs = self.state.flights.runs()

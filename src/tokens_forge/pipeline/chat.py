@@ -23,6 +23,7 @@ from tokens_forge.pipeline.request import ChatRequest
 from tokens_forge.pipeline.store import AttemptEnd, ReceiptEnd, ReceiptHead
 from tokens_forge.routing.cache import RouteInfo
 from tokens_forge.runs.flights import Flight, RunCancelled, bounded
+from tokens_forge.runs.service import mark_exhausted_if_spent
 from tokens_forge.upstream import client as upstream
 from tokens_forge.upstream.client import UpstreamFailure
 from tokens_forge.upstream.sse import EventSplitter, StreamTally, error_event, process_event
@@ -70,6 +71,8 @@ class ChatStory:
                 res = await self._reserve(route, sizing, reject=last_route and self.attempts == 0)
                 if not res.ok:
                     refusal = self._refusal_error(res, sizing, route)
+                    if res.refused_scope == "run":
+                        await mark_exhausted_if_spent(self.engine, self.head.run_id, res.remaining, route.price)
                     break  # this route cannot be paid for: fall back, or give up
                 try:
                     return await self._attempt(route, sizing, res)
@@ -357,10 +360,11 @@ class StreamRelay:
                 story.state.flights.unregister(story.flight)
 
 
-async def handle_chat(state: Any, key: AuthedKey, req: ChatRequest, *, preference: str, run_id: str | None,
-                      idempotency_key: str | None) -> Response:
-    """Plan the routes, then tell the story. A run's in-flight request is registered so that a
-    cancel reaches it in this process."""
+async def handle_chat(state: Any, key: AuthedKey, req: ChatRequest, raw: bytes, *, preference: str,
+                      run_id: str | None, idempotency_key: str | None) -> Response:
+    """Plan the routes, claim the idempotency key, then tell the story. A run's in-flight request
+    is registered so that a cancel reaches it in this process."""
+    from tokens_forge.pipeline import idempotency
     from tokens_forge.routing.selection import plan_routes
     from tokens_forge.runs.service import check_run_accepts
 
@@ -368,13 +372,30 @@ async def handle_chat(state: Any, key: AuthedKey, req: ChatRequest, *, preferenc
         await check_run_accepts(state.engine, run_id, key.account_id)
     routes = plan_routes(req.model, await state.routes.for_model(req.model), key, preference,
                          state.health.is_down)
+    claim = None
+    if idempotency_key is not None:
+        claim = await idempotency.claim(state.engine, key_id=key.id, account_id=key.account_id,
+                                        idempotency_key=idempotency_key,
+                                        print_=idempotency.fingerprint(raw, preference, run_id))
+        if isinstance(claim, Response):
+            return claim
     flight = state.flights.register(run_id) if run_id else None
     story = ChatStory(state, key, req, run_id=run_id, idempotency_key=idempotency_key, flight=flight)
     streaming = False
     try:
+        if claim is not None:
+            await idempotency.attach_receipt(state.engine, claim, story.head.id)
         response = await story.respond(routes)
         streaming = isinstance(response, StreamingResponse)
+        if claim is not None:
+            if streaming:
+                return idempotency.tee_stream(state.engine, claim, response)
+            await idempotency.store(state.engine, claim, response.status_code, story.headers, response.body)
         return response
+    except ForgeError as err:
+        if claim is not None:
+            await idempotency.store_error(state.engine, claim, err)
+        raise
     finally:
         if flight is not None and not streaming:
             state.flights.unregister(flight)

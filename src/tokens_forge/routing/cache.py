@@ -73,7 +73,7 @@ class RouteCache:
         self._entries[model] = (routes, now + self._ttl)
         return routes
 
-    async def model_exists(self, model: str) -> bool:
+    async def all_routes(self) -> list[RouteInfo]:
         async with self._engine.connect() as conn:
-            return (await conn.execute(text("SELECT 1 FROM routes WHERE model = :m LIMIT 1"), {"m": model})).first() \
-                is not None
+            rows = (await conn.execute(text(str(_SQL).replace("r.model = :m AND ", "")))).all()
+        return [_info(r) for r in rows]

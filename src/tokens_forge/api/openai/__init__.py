@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from tokens_forge.api.openai import chat, models, records
+from tokens_forge.api.openai import chat, health, models, records
 
 router = APIRouter()
-for module in (chat, models, records):
+for module in (chat, models, records, health):
     router.include_router(module.router)

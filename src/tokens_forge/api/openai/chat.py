@@ -35,9 +35,10 @@ def _header(request: Request, name: str, max_len: int = 255) -> str | None:
 async def chat_completions(request: Request, key: ApiKeyDep) -> Response:
     """OpenAI-compatible chat completions, streaming or not, guarded, receipted and exact."""
     state = request.app.state
-    req = parse_chat_request(await read_body(request, state.settings.max_body_bytes))
+    raw = await read_body(request, state.settings.max_body_bytes)
+    req = parse_chat_request(raw)
     preference = (_header(request, "x-tf-route-preference") or "auto").lower()
     if preference not in PREFERENCES:
         raise InvalidRequest("X-TF-Route-Preference must be official, routed or auto", param="X-TF-Route-Preference")
-    return await handle_chat(state, key, req, preference=preference, run_id=_header(request, "x-tf-run-id", 64),
+    return await handle_chat(state, key, req, raw, preference=preference, run_id=_header(request, "x-tf-run-id", 64),
                              idempotency_key=_header(request, "idempotency-key"))
