@@ -39,7 +39,7 @@ async def _settle(app, hold_id, charge):
 async def test_settle_vs_sweep_race_one_resolution_each(app, client, tenant):
     t = await tenant()
     for _ in range(40):
-        rid, hold = await _expired_hold(app, t)
+        _rid, hold = await _expired_hold(app, t)
         results = await asyncio.gather(_settle(app, hold, 200), sweep_expired(app.state.engine),
                                        _settle(app, hold, 300), return_exceptions=True)
         settled = [r for r in (results[0], results[2]) if not isinstance(r, BaseException) and r.resolved]
@@ -55,7 +55,7 @@ async def test_settle_vs_sweep_race_one_resolution_each(app, client, tenant):
 
 async def test_late_settle_after_sweep_charges_nothing(app, client, tenant):
     t = await tenant()
-    rid, hold = await _expired_hold(app, t)
+    _rid, hold = await _expired_hold(app, t)
     assert await sweep_expired(app.state.engine) >= 1
     late = await _settle(app, hold, 400)
     assert not late.resolved and late.charged == 0
