@@ -13,9 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tokens_forge.config import Settings
+from tokens_forge.config import Settings, load_env_file
 
-app = typer.Typer(help="Tokens Forge: an OpenAI-compatible LLM gateway with a spend guard.", no_args_is_help=True)
+app = typer.Typer(help="Tokens Forge: an OpenAI-compatible LLM gateway with a spend guard.", no_args_is_help=True,
+                  callback=load_env_file)
 ledger_app = typer.Typer(help="Ledger tools.")
 app.add_typer(ledger_app, name="ledger")
 console = Console()

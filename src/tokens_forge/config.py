@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,11 +24,26 @@ class Settings(BaseSettings):
     hold_ttl_s: float = 900.0
     sweep_interval_s: float = 5.0
     key_cache_ttl_s: float = 0.5
-    db_pool_size: int = 20
-    db_max_overflow: int = 20
+    db_pool_size: int = 5
+    db_max_overflow: int = 10
+    hot_pool_size: int = 16
     upstream_max_connections: int = 1000
     log_level: str = "info"
     mock_upstream: bool = Field(default=False, description="serve the built-in mock upstream under /mock (demo)")
+
+
+    @field_validator("database_url", "admin_token", "config", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
+
+
+def load_env_file(path: str = ".env") -> None:
+    """Put a `.env` file's variables into the environment (without overriding), so that routes'
+    `upstream_api_key_env` references and the demo's admin token can live there too."""
+    from dotenv import load_dotenv
+
+    load_dotenv(path, override=False)
 
 
 @lru_cache

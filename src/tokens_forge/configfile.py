@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,12 @@ class ConfigError(Exception):
 class Range(Strict):
     low: int = Field(ge=0)
     high: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Range:
+        if self.low > self.high:
+            raise ValueError("low must not be greater than high")
+        return self
 
 
 class ModeProfile(Strict):
@@ -117,9 +123,9 @@ async def apply_config(session: AsyncSession, cfg: ConfigFile) -> list[str]:
             if existing.model != model or existing.kind != r.kind:
                 raise ConfigError(f"route {r.name}: model and kind of an existing route cannot change; "
                                   f"give the route a new name")
-            update = RouteUpdate(**create.model_dump(exclude={"model", "kind"}))
+            update = RouteUpdate(**create.model_dump(exclude={"model", "kind", "upstream_api_key"}))
             before = existing.updated_at
             await routes.update_route(session, existing.id, update, ACTOR)
             if existing.updated_at != before:
-                changes.append(f"checked route {r.name} ({existing.id})")
+                changes.append(f"updated route {r.name} ({existing.id})")
     return changes

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg
 import httpx
 from fastapi import FastAPI
 
@@ -19,6 +20,7 @@ from tokens_forge.api.openai import router as openai_router
 from tokens_forge.config import Settings
 from tokens_forge.db.engine import make_engine, make_sessionmaker
 from tokens_forge.db.resolve import database_url
+from tokens_forge.db.url import plain_url
 from tokens_forge.keys.auth import KeyCache
 from tokens_forge.pipeline.background import Background
 from tokens_forge.routing.cache import RouteCache
@@ -45,8 +47,12 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         app.state.database_url = url
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
-        app.state.keys = KeyCache(engine, settings.key_cache_ttl_s)
-        app.state.routes = RouteCache(engine, ttl_s=1.0)
+        # The hot path (auth, routes, reserve, settle) runs on a plain asyncpg pool: one round
+        # trip per phase with server-side prepared statements, no ORM in the way.
+        app.state.pg = await asyncpg.create_pool(plain_url(url), min_size=1, max_size=settings.hot_pool_size,
+                                                 server_settings={"application_name": "tokens-forge-hot"})
+        app.state.keys = KeyCache(app.state.pg, settings.key_cache_ttl_s)
+        app.state.routes = RouteCache(app.state.pg, ttl_s=1.0)
         app.state.http = upstream_client(settings)
         app.state.background = Background(app.state, url)
         await app.state.background.start()
@@ -55,6 +61,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         finally:
             await app.state.background.stop()
             await app.state.http.aclose()
+            await app.state.pg.close()
             await engine.dispose()
 
     app = FastAPI(title="Tokens Forge", version=__version__, lifespan=lifespan,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -73,6 +74,12 @@ def install(app: FastAPI) -> None:
     async def _db(_: Request, exc: DBAPIError):
         # The first line of the server's message only: parameters (which may hold secrets) never.
         log.error("database error: %s: %s", type(exc.orig).__name__, str(exc.orig).split("\n")[0][:300])
+        return render(ServiceUnavailable("the database is unavailable; nothing was charged, try again"))
+
+    @app.exception_handler(asyncpg.PostgresError)
+    @app.exception_handler(asyncpg.InterfaceError)
+    async def _pg(_: Request, exc: Exception):
+        log.error("database error: %s: %s", type(exc).__name__, str(exc).split("\n")[0][:300])
         return render(ServiceUnavailable("the database is unavailable; nothing was charged, try again"))
 
     @app.exception_handler(OSError)

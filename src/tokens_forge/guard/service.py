@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -59,29 +60,28 @@ async def resolve(conn: AsyncConnection, *, hold_id: int, charge: int, kind: str
     return Resolution(bool(row.resolved), int(row.charged), int(row.overage), list(row.transfer_ids or []))
 
 
-async def remaining_budget(conn: AsyncConnection, *, key_id: str, bucket: str, run_id: str | None) -> int:
+_REMAINING = """
+    WITH k AS (SELECT * FROM api_keys WHERE id = $1),
+         p AS (SELECT pr.* FROM projects pr JOIN k ON pr.id = k.project_id),
+         day AS (SELECT to_char((now() AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS d),
+         used AS (
+           SELECT sc.scope, sc.pending_micros + sc.posted_micros AS u FROM spend_counters sc, k, p, day
+            WHERE (sc.owner_id = k.id AND ((sc.scope = 'key_daily' AND sc.period = day.d) OR sc.scope = 'key_total'))
+               OR (sc.owner_id = p.id AND ((sc.scope = 'project_daily' AND sc.period = day.d)
+                                           OR sc.scope = 'project_total'))
+               OR (sc.scope = 'run' AND sc.owner_id = $3))
+    SELECT least(
+        (SELECT credits_posted - debits_posted FROM ledger_accounts, k WHERE code = 'wallet:' || k.account_id || ':' || $2),
+        (SELECT k.per_request_limit_micros FROM k),
+        (SELECT k.daily_limit_micros - coalesce((SELECT u FROM used WHERE scope = 'key_daily'), 0) FROM k),
+        (SELECT k.total_limit_micros - coalesce((SELECT u FROM used WHERE scope = 'key_total'), 0) FROM k),
+        (SELECT p.daily_limit_micros - coalesce((SELECT u FROM used WHERE scope = 'project_daily'), 0) FROM p),
+        (SELECT p.total_limit_micros - coalesce((SELECT u FROM used WHERE scope = 'project_total'), 0) FROM p),
+        (SELECT r.budget_micros - coalesce((SELECT u FROM used WHERE scope = 'run'), 0) FROM runs r WHERE r.id = $3))"""
+
+
+async def remaining_budget(pg: asyncpg.Pool | asyncpg.Connection, *, key_id: str, bucket: str,
+                           run_id: str | None) -> int:
     """The least that any cap or the bucket still allows (a read, for sizing max_tokens; the
     reservation itself re-checks atomically)."""
-    row = (await conn.execute(text("""
-        WITH k AS (SELECT * FROM api_keys WHERE id = :k),
-             p AS (SELECT pr.* FROM projects pr JOIN k ON pr.id = k.project_id),
-             day AS (SELECT to_char((now() AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD') AS d),
-             used AS (
-               SELECT sc.scope, sc.pending_micros + sc.posted_micros AS u FROM spend_counters sc, k, p, day
-                WHERE (sc.owner_id = k.id AND ((sc.scope = 'key_daily' AND sc.period = day.d)
-                                              OR sc.scope = 'key_total'))
-                   OR (sc.owner_id = p.id AND ((sc.scope = 'project_daily' AND sc.period = day.d)
-                                              OR sc.scope = 'project_total'))
-                   OR (sc.scope = 'run' AND sc.owner_id = :run))
-        SELECT least(
-            (SELECT credits_posted - debits_posted FROM ledger_accounts, k
-              WHERE code = 'wallet:' || k.account_id || ':' || :b),
-            (SELECT k.per_request_limit_micros FROM k),
-            (SELECT k.daily_limit_micros - coalesce((SELECT u FROM used WHERE scope = 'key_daily'), 0) FROM k),
-            (SELECT k.total_limit_micros - coalesce((SELECT u FROM used WHERE scope = 'key_total'), 0) FROM k),
-            (SELECT p.daily_limit_micros - coalesce((SELECT u FROM used WHERE scope = 'project_daily'), 0) FROM p),
-            (SELECT p.total_limit_micros - coalesce((SELECT u FROM used WHERE scope = 'project_total'), 0) FROM p),
-            (SELECT r.budget_micros - coalesce((SELECT u FROM used WHERE scope = 'run'), 0)
-               FROM runs r WHERE r.id = :run)
-        ) AS remaining"""), {"k": key_id, "b": bucket, "run": run_id})).one()
-    return max(int(row.remaining or 0), 0)
+    return max(int(await pg.fetchval(_REMAINING, key_id, bucket, run_id) or 0), 0)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
+import orjson
 
 from tokens_forge.errors import Unauthorized
 from tokens_forge.ids import hash_secret
@@ -40,15 +40,15 @@ class AuthedKey:
         return self.allowed_models is None or model in self.allowed_models
 
 
-_SQL = text("""SELECT id, account_id, project_id, name, prefix, min_balance_micros, allowed_models,
+_SQL = """SELECT id, account_id, project_id, name, prefix, min_balance_micros, allowed_models,
                       allowed_route_kinds, retry_policy, fallback_policy, daily_limit_micros,
                       total_limit_micros, per_request_limit_micros
-                 FROM api_keys WHERE secret_hash = :h AND status = 'active'""")
+                 FROM api_keys WHERE secret_hash = $1 AND status = 'active'"""
 
 
 class KeyCache:
-    def __init__(self, engine: AsyncEngine, ttl_s: float):
-        self._engine = engine
+    def __init__(self, pg: asyncpg.Pool, ttl_s: float):
+        self._pg = pg
         self._ttl = ttl_s
         self._entries: dict[str, tuple[AuthedKey | None, float]] = {}
 
@@ -70,15 +70,14 @@ class KeyCache:
         return key
 
     async def _load(self, digest: str) -> AuthedKey | None:
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(_SQL, {"h": digest})).one_or_none()
+        row = await self._pg.fetchrow(_SQL, digest)
         if row is None:
             return None
         return AuthedKey(
-            id=row.id, account_id=row.account_id, project_id=row.project_id, name=row.name, prefix=row.prefix,
-            min_balance_micros=row.min_balance_micros,
-            allowed_models=tuple(row.allowed_models) if row.allowed_models is not None else None,
-            allowed_route_kinds=tuple(row.allowed_route_kinds), retry_policy=dict(row.retry_policy),
-            fallback_policy=row.fallback_policy, daily_limit_micros=row.daily_limit_micros,
-            total_limit_micros=row.total_limit_micros, per_request_limit_micros=row.per_request_limit_micros,
+            id=row["id"], account_id=row["account_id"], project_id=row["project_id"], name=row["name"],
+            prefix=row["prefix"], min_balance_micros=row["min_balance_micros"],
+            allowed_models=tuple(row["allowed_models"]) if row["allowed_models"] is not None else None,
+            allowed_route_kinds=tuple(row["allowed_route_kinds"]), retry_policy=orjson.loads(row["retry_policy"]),
+            fallback_policy=row["fallback_policy"], daily_limit_micros=row["daily_limit_micros"],
+            total_limit_micros=row["total_limit_micros"], per_request_limit_micros=row["per_request_limit_micros"],
         )

@@ -46,6 +46,7 @@ class ChatStory:
         self.state = state
         self.settings = state.settings
         self.engine = state.engine
+        self.pg = state.pg
         self.key = key
         self.req = req
         self.flight = flight
@@ -53,6 +54,8 @@ class ChatStory:
                                 key_id=key.id, run_id=run_id, model=req.model, stream=req.stream,
                                 idempotency_key=idempotency_key)
         self.attempts = 0
+        self._opened = False
+        self.reserved = 0  # over all attempts, like the charge
         self.charged = 0
         self.headers: dict[str, str] = {"X-TF-Receipt-Id": self.head.id}
 
@@ -103,7 +106,7 @@ class ChatStory:
                                 f"charged {self.charged} micros (see the receipt)")
         if refusal is not None:
             err.message += f"; a fallback was refused: {refusal.message}"
-        await store.close_receipt(self.engine, self.head.id,
+        await store.close_receipt(self.pg, self.head.id,
                                   ReceiptEnd("failed", reason=err.message, error_code=err.code))
         err.receipt_id = self.head.id
         err.headers = {**self.headers, "X-TF-Charged-Micros": str(self.charged)}
@@ -118,9 +121,8 @@ class ChatStory:
         if req.max_tokens is not None:
             per_choice = req.max_tokens
         else:
-            async with self.engine.connect() as conn:
-                remaining = await guard.remaining_budget(conn, key_id=self.key.id, bucket=route.bucket,
-                                                         run_id=self.head.run_id)
+            remaining = await guard.remaining_budget(self.pg, key_id=self.key.id, bucket=route.bucket,
+                                                     run_id=self.head.run_id)
             affordable = affordable_output_tokens(remaining, input_bound, route.price) // req.n
             per_choice = max(1, min(self.settings.default_max_tokens, affordable))
             send_max = per_choice
@@ -133,24 +135,17 @@ class ChatStory:
     async def _reserve(self, route: RouteInfo, sizing: Sizing, *, reject: bool) -> guard.Reservation:
         attempt_no = self.attempts + 1
         ttl = self.settings.hold_ttl_s + route.timeout_s
-        if attempt_no == 1 and not getattr(self, "_opened", False):
-            self._opened = True
-            res = await store.open_receipt(
-                self.engine, self.head, route, sizing.amount, ttl,
-                refusal=(lambda r: self._refusal_reason(r, sizing, route)) if reject else None)
-        else:
-            res = await store.reserve_attempt(
-                self.engine, self.head, route, attempt_no, sizing.amount, ttl,
-                refusal=(lambda r: self._refusal_reason(r, sizing, route)) if reject else None)
-        self.headers.update({"X-TF-Route-Kind": route.kind, "X-TF-Bucket": route.bucket,
-                             "X-TF-Reserved-Micros": str(sizing.amount if res.ok else 0)})
+        res = await store.open_attempt(self.pg, self.head, route, attempt_no, sizing.amount, ttl,
+                                       create=not self._opened, reject=reject)
+        self._opened = True
         if res.ok:
             self.attempts = attempt_no
+            self.reserved += sizing.amount
+        self.headers.update({"X-TF-Route-Kind": route.kind, "X-TF-Bucket": route.bucket,
+                             "X-TF-Reserved-Micros": str(self.reserved)})
+        if not res.ok and reject:
+            await store.explain_rejection(self.pg, self.head.id, self._refusal_error(res, sizing, route).message)
         return res
-
-    def _refusal_reason(self, res: guard.Reservation, sizing: Sizing, route: RouteInfo) -> tuple[str, str]:
-        err = self._refusal_error(res, sizing, route)
-        return err.message, err.code
 
     def _refusal_error(self, res: guard.Reservation, sizing: Sizing, route: RouteInfo) -> ForgeError:
         need = (f"this request needs up to {sizing.amount} micros (at most {sizing.input_bound} input and "
@@ -193,7 +188,7 @@ class ChatStory:
     async def _finish(self, route: RouteInfo, res: guard.Reservation, end: AttemptEnd,
                       final: ReceiptEnd | None) -> None:
         assert res.hold_id is not None
-        self.charged += await store.finish_attempt(self.engine, self.head, route, self.attempts, res.hold_id,
+        self.charged += await store.finish_attempt(self.pg, self.head, route, self.attempts, res.hold_id,
                                                    end, final)
 
     def _failure_charge(self, route: RouteInfo, sizing: Sizing) -> tuple[int, str]:
@@ -216,7 +211,7 @@ class ChatStory:
 
     async def _passthrough(self, route: RouteInfo, f: UpstreamFailure) -> Response:
         """The upstream refused the request itself (400, 404, 422…): the client sees that answer."""
-        await store.close_receipt(self.engine, self.head.id, ReceiptEnd(
+        await store.close_receipt(self.pg, self.head.id, ReceiptEnd(
             "failed", reason=f"the upstream refused the request: HTTP {f.status}", error_code="upstream_rejected"))
         self.headers["X-TF-Charged-Micros"] = str(self.charged)
         return Response(f.body or b"", status_code=f.status or 400, media_type="application/json",
@@ -314,7 +309,7 @@ class StreamRelay:
                 now = asyncio.get_running_loop().time()
                 if now - last_extend > story.settings.hold_ttl_s / 3:
                     last_extend = now
-                    await store.extend_hold(story.engine, self.res.hold_id, story.settings.hold_ttl_s)
+                    await store.extend_hold(story.pg, self.res.hold_id, story.settings.hold_ttl_s)
             if not self.tally.done and self.outcome == "success":
                 self.outcome, self.error = "upstream_error", "the upstream stream ended without [DONE]"
                 yield error_event(self.error, "upstream_error")

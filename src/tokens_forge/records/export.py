@@ -36,7 +36,8 @@ async def _rows(engine: AsyncEngine, stmt: Any, params: dict) -> AsyncIterator[A
 
 def _csv_line(values: list) -> bytes:
     buf = io.StringIO()
-    csv.writer(buf).writerow(["" if v is None else v for v in values])
+    csv.writer(buf).writerow(["" if v is None else ("true" if v else "false") if isinstance(v, bool) else v
+                              for v in values])
     return buf.getvalue().encode()
 
 

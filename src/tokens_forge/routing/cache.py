@@ -7,8 +7,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+import asyncpg
 
 from tokens_forge.guard.bounds import Price
 from tokens_forge.routing.schemas import BUCKET_OF
@@ -37,27 +36,29 @@ class RouteInfo:
         return f"RouteInfo({self.id}, {self.model}, {self.kind})"
 
 
-_SQL = text("""
+_SQL = """
     SELECT r.id, r.model, r.kind, r.base_url, r.upstream_model, r.upstream_api_key, r.upstream_api_key_env,
            r.failed_charge_mode, r.failed_charge_flat_micros, r.timeout_s, r.priority,
            p.id AS snapshot_id, p.input_per_mtok, p.output_per_mtok
       FROM routes r JOIN price_snapshots p ON p.id = r.price_snapshot_id
-     WHERE r.model = :m AND r.enabled
-     ORDER BY r.priority, r.created_at""")
+     WHERE r.enabled AND ($1::text IS NULL OR r.model = $1)
+     ORDER BY r.priority, r.created_at"""
 
 
 def _info(row) -> RouteInfo:
-    key = row.upstream_api_key or (os.environ.get(row.upstream_api_key_env) if row.upstream_api_key_env else None)
-    return RouteInfo(id=row.id, model=row.model, kind=row.kind, base_url=row.base_url,
-                     upstream_model=row.upstream_model, api_key=key,
-                     price=Price(row.input_per_mtok, row.output_per_mtok), price_snapshot_id=row.snapshot_id,
-                     failed_charge_mode=row.failed_charge_mode, failed_charge_flat_micros=row.failed_charge_flat_micros,
-                     timeout_s=row.timeout_s, priority=row.priority)
+    env = row["upstream_api_key_env"]
+    key = row["upstream_api_key"] or (os.environ.get(env) if env else None)
+    return RouteInfo(id=row["id"], model=row["model"], kind=row["kind"], base_url=row["base_url"],
+                     upstream_model=row["upstream_model"], api_key=key,
+                     price=Price(row["input_per_mtok"], row["output_per_mtok"]), price_snapshot_id=row["snapshot_id"],
+                     failed_charge_mode=row["failed_charge_mode"],
+                     failed_charge_flat_micros=row["failed_charge_flat_micros"], timeout_s=row["timeout_s"],
+                     priority=row["priority"])
 
 
 class RouteCache:
-    def __init__(self, engine: AsyncEngine, ttl_s: float = 1.0):
-        self._engine = engine
+    def __init__(self, pg: asyncpg.Pool, ttl_s: float = 1.0):
+        self._pg = pg
         self._ttl = ttl_s
         self._entries: dict[str, tuple[list[RouteInfo], float]] = {}
 
@@ -66,14 +67,11 @@ class RouteCache:
         hit = self._entries.get(model)
         if hit is not None and hit[1] > now:
             return hit[0]
-        async with self._engine.connect() as conn:
-            routes = [_info(r) for r in (await conn.execute(_SQL, {"m": model})).all()]
+        routes = [_info(r) for r in await self._pg.fetch(_SQL, model)]
         if len(self._entries) > 10_000:
             self._entries.clear()
         self._entries[model] = (routes, now + self._ttl)
         return routes
 
     async def all_routes(self) -> list[RouteInfo]:
-        async with self._engine.connect() as conn:
-            rows = (await conn.execute(text(str(_SQL).replace("r.model = :m AND ", "")))).all()
-        return [_info(r) for r in rows]
+        return [_info(r) for r in await self._pg.fetch(_SQL, None)]

@@ -99,13 +99,21 @@ async def update_route(session: AsyncSession, route_id: str, body: RouteUpdate, 
     if body.price is not None and (old_price is None or (old_price.input_per_mtok, old_price.output_per_mtok)
                                    != (body.price.input_per_mtok, body.price.output_per_mtok)):
         new_price = await _new_snapshot(session, route, body.price)
-    route.updated_at = datetime.now(UTC)
-    await session.flush()
     after = route_out(route, new_price)
-    if after != before:
+    secret_changed = {"upstream_api_key", "upstream_api_key_env"} & sent
+    if _changed(before, after) or secret_changed:
+        route.updated_at = datetime.now(UTC)
+        await session.flush()
+        after = route_out(route, new_price)
+        if secret_changed and not _changed(before, after):
+            after = {**after, "upstream_api_key": "changed (write-only)"}
         await record(session, actor=actor, action="route.update", target_type="route", target_id=route.id,
                      before=before, after=after)
     return route
+
+
+def _changed(before: dict, after: dict) -> bool:
+    return {k: v for k, v in before.items() if k != "updated_at"} != {k: v for k, v in after.items() if k != "updated_at"}
 
 
 async def list_routes(session: AsyncSession, model: str | None = None) -> list[dict]:
