@@ -100,3 +100,29 @@ def test_route_down_in_every_worker_then_recovers(live_gateway):
             rc = ok(c.get(live.base + f"/v1/receipts/{r.headers['x-tf-receipt-id']}", headers=t.auth))
             assert [a["route_kind"] for a in rc["attempts"]] == ["routed"]
     live.verify()
+
+
+def test_client_disconnect_mid_stream_charges_delivered_and_cancels(live_gateway):
+    live, t = live_gateway, live_gateway.tenant(official="drip:40")
+    read = 0
+    with httpx.Client(timeout=30) as c, c.stream("POST", live.base + "/v1/chat/completions", headers=t.auth,
+                                                 json={"model": t.model, "messages": MSG, "max_tokens": 300,
+                                                       "stream": True}) as r:
+        rid = r.headers["x-tf-receipt-id"]
+        for line in r.iter_lines():
+            if line.startswith("data: ") and '"content":"' in line and '"content":""' not in line:
+                read += 1
+            if read == 10:
+                break
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        rc = ok(httpx.get(live.base + f"/v1/receipts/{rid}", headers=t.auth))
+        if rc["status"] != "pending":
+            break
+        time.sleep(0.2)
+    assert rc["status"] == "cancelled" and rc["attempts"][0]["outcome"] == "cancelled"
+    delivered = rc["attempts"][0]["completion_tokens"]
+    assert 10 <= delivered <= 20
+    assert rc["total_charged_micros"] == 3 + 2 * delivered
+    assert wallet(live, t)["buckets"]["credit"]["held_micros"] == 0
+    live.verify()

@@ -258,8 +258,32 @@ class ChatStory:
             raise
         latency = int((loop.time() - started) * 1000)
         relay = StreamRelay(self, route, sizing, res, resp, chunks, splitter, first, latency)
-        return StreamingResponse(relay.events(), status_code=200, media_type="text/event-stream",
-                                 headers={**self.headers, "Cache-Control": "no-cache"})
+        return RelayResponse(relay.events(), status_code=200, media_type="text/event-stream",
+                             headers={**self.headers, "Cache-Control": "no-cache"})
+
+
+class RelayResponse(StreamingResponse):
+    """A stream that notices a client going away at once, even while the upstream is silent
+    (plain StreamingResponse only notices when a send fails), and always closes its body
+    iterator so that the relay settles."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def stream() -> None:
+                    try:
+                        await self.stream_response(send)
+                    except OSError:
+                        pass  # the client went away mid-send
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(stream)
+                await self.listen_for_disconnect(receive)
+                tg.cancel_scope.cancel()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self.body_iterator.aclose()
 
 
 class StreamRelay:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+import anyio
 import orjson
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy import text
@@ -118,9 +119,8 @@ def tee_stream(engine: AsyncEngine, c: Claim, response: StreamingResponse) -> St
                     kept += chunk if isinstance(chunk, bytes) else chunk.encode()
                 yield chunk
         finally:
-            import anyio
-
             with anyio.CancelScope(shield=True):
+                await inner.aclose()
                 await store(engine, c, 200, {k.title() if k.startswith("x-tf") else k: v for k, v in headers.items()},
                             bytes(kept), stream=True)
 
