@@ -89,7 +89,21 @@ class ChatStory:
                     await self._backoff(t, f)
                 except RunCancelled:
                     return await self._run_cancelled(route, sizing, res)
+                except BaseException as exc:
+                    await self._release_after_error(route, res, exc)
+                    raise
         return await self._give_up(failure, refusal, routes[-1])
+
+    async def _release_after_error(self, route: RouteInfo, res: guard.Reservation, exc: BaseException) -> None:
+        """Something other than the upstream failed mid-attempt (a bug, the database, a cancelled
+        task): release the hold now rather than leaving it to the sweeper."""
+        end = AttemptEnd("upstream_error", 0, "settle", "gateway error: the hold was released",
+                         error=f"gateway error: {type(exc).__name__}")
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._finish(route, res, end, ReceiptEnd("failed", reason=end.error, error_code="gateway_error"))
+            except Exception:  # the sweeper releases the hold when it expires
+                log.exception("could not release the hold of receipt %s", self.head.id)
 
     async def _give_up(self, failure: UpstreamFailure | None, refusal: ForgeError | None,
                        route: RouteInfo) -> Response:
