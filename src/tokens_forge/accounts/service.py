@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tokens_forge.accounts.models import Account, Project
 from tokens_forge.accounts.schemas import AccountCreate, ProjectCreate, ProjectUpdate
 from tokens_forge.audit.service import record
-from tokens_forge.errors import NotFound
+from tokens_forge.db.repository import get_or_404
 from tokens_forge.ids import new_id
 from tokens_forge.ledger import service as ledger
 
@@ -24,10 +23,7 @@ def project_out(p: Project) -> dict:
 
 
 async def get_account(session: AsyncSession, account_id: str) -> Account:
-    account = await session.get(Account, account_id)
-    if account is None:
-        raise NotFound(f"account {account_id!r} does not exist", param="account_id")
-    return account
+    return await get_or_404(session, Account, account_id, what="account")
 
 
 async def create_account(session: AsyncSession, body: AccountCreate, actor: str) -> Account:
@@ -48,13 +44,7 @@ async def account_with_balances(session: AsyncSession, account_id: str) -> dict:
 
 
 async def get_project(session: AsyncSession, project_id: str, *, lock: bool = False) -> Project:
-    stmt = select(Project).where(Project.id == project_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    project = (await session.execute(stmt)).scalar_one_or_none()
-    if project is None:
-        raise NotFound(f"project {project_id!r} does not exist", param="project_id")
-    return project
+    return await get_or_404(session, Project, project_id, what="project", lock=lock)
 
 
 async def create_project(session: AsyncSession, body: ProjectCreate, actor: str) -> Project:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tokens_forge.accounts.service import get_project
 from tokens_forge.audit.service import record
-from tokens_forge.errors import Conflict, NotFound
+from tokens_forge.db.repository import get_or_404
+from tokens_forge.errors import Conflict
 from tokens_forge.ids import hash_secret, new_id, new_key_secret, secret_prefix
 from tokens_forge.keys.models import ApiKey
 from tokens_forge.keys.schemas import KeyCreate, KeyUpdate
@@ -31,13 +31,7 @@ def key_out(k: ApiKey) -> dict:
 
 
 async def get_key(session: AsyncSession, key_id: str, *, lock: bool = False) -> ApiKey:
-    stmt = select(ApiKey).where(ApiKey.id == key_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    key = (await session.execute(stmt)).scalar_one_or_none()
-    if key is None:
-        raise NotFound(f"key {key_id!r} does not exist", param="key_id")
-    return key
+    return await get_or_404(session, ApiKey, key_id, what="key", lock=lock)
 
 
 async def create_key(session: AsyncSession, body: KeyCreate, actor: str) -> tuple[ApiKey, str]:

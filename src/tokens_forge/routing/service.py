@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tokens_forge.audit.service import record
-from tokens_forge.errors import NotFound
+from tokens_forge.db.repository import get_or_404
 from tokens_forge.ids import new_id
 from tokens_forge.routing.models import PriceSnapshot, Route
 from tokens_forge.routing.schemas import BUCKET_OF, PriceIn, RouteCreate, RouteUpdate
@@ -34,13 +34,7 @@ def snapshot_out(p: PriceSnapshot) -> dict:
 
 
 async def get_route(session: AsyncSession, route_id: str, *, lock: bool = False) -> Route:
-    stmt = select(Route).where(Route.id == route_id)
-    if lock:
-        stmt = stmt.with_for_update()
-    route = (await session.execute(stmt)).scalar_one_or_none()
-    if route is None:
-        raise NotFound(f"route {route_id!r} does not exist", param="route_id")
-    return route
+    return await get_or_404(session, Route, route_id, what="route", lock=lock)
 
 
 async def _price(session: AsyncSession, route: Route) -> PriceSnapshot | None:
