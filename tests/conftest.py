@@ -31,10 +31,10 @@ def _server_url() -> str:
     explicit = os.environ.get("TF_TEST_DATABASE_URL")
     if explicit:
         return explicit
-    import pgserver
+    from tokens_forge.db.embedded import embedded_server
 
     pgdata = Path(os.environ.get("TF_TEST_PGDATA", "/tmp/tokens-forge-test-pg"))
-    return pgserver.get_server(str(pgdata), cleanup_mode=None).get_uri("postgres")
+    return embedded_server(pgdata).get_uri("postgres")
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +58,8 @@ def database_url():
 
 
 def make_settings(**over) -> Settings:
-    base = dict(admin_token=ADMIN, key_cache_ttl_s=0.2, sweep_interval_s=0.5, db_pool_size=10, db_max_overflow=30)
+    base = dict(admin_token=ADMIN, key_cache_ttl_s=0.2, sweep_interval_s=0.5, db_pool_size=5, db_max_overflow=20,
+                hot_pool_size=20)
     base.update(over)
     return Settings(**base)
 

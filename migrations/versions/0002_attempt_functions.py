@@ -61,16 +61,22 @@ END $$;
 
 -- Finish an attempt: resolve its hold exactly once (a hold the sweeper already expired charges
 -- nothing), record the outcome, add the charge to the receipt and, with p_final_status, close it.
+-- Without p_durable the commit does not wait for the WAL flush: a settle lost in a database
+-- crash leaves its hold open, the sweeper releases it, and receipt and ledger still agree
+-- (the customer is never charged more than the ledger says, and no cap can be exceeded).
 CREATE FUNCTION tf_finish_attempt(
     p_hold BIGINT, p_charge BIGINT, p_kind TEXT, p_receipt TEXT, p_attempt INTEGER, p_outcome TEXT,
     p_upstream_status INTEGER, p_prompt_tokens INTEGER, p_completion_tokens INTEGER, p_reason TEXT,
     p_error TEXT, p_latency_ms INTEGER, p_final_status TEXT, p_final_reason TEXT, p_final_code TEXT,
-    p_usage_estimated BOOLEAN, p_route_kind TEXT, p_bucket TEXT,
+    p_usage_estimated BOOLEAN, p_route_kind TEXT, p_bucket TEXT, p_durable BOOLEAN,
     OUT charged BIGINT)
 LANGUAGE plpgsql AS $$
 DECLARE
     r RECORD;
 BEGIN
+    IF NOT p_durable THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
     SELECT * INTO r FROM tf_resolve(p_hold, p_charge, p_kind,
                                     CASE WHEN p_charge > 0 OR p_outcome = 'success' THEN 'settled' ELSE 'voided' END);
     charged := CASE WHEN r.resolved THEN r.charged ELSE 0 END;

@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 8 * 1024 * 1024
     default_max_tokens: int = 4096
     hold_ttl_s: float = 900.0
+    durable_settle: bool = Field(
+        default=False,
+        description="wait for the WAL flush when settling too (reservations always do); off, a settle lost in a "
+                    "database crash leaves a hold that the sweeper releases: never an overcharge")
     sweep_interval_s: float = 5.0
     key_cache_ttl_s: float = 0.5
     db_pool_size: int = 5

@@ -203,7 +203,7 @@ class ChatStory:
                       final: ReceiptEnd | None) -> None:
         assert res.hold_id is not None
         self.charged += await store.finish_attempt(self.pg, self.head, route, self.attempts, res.hold_id,
-                                                   end, final)
+                                                   end, final, durable=self.settings.durable_settle)
 
     def _failure_charge(self, route: RouteInfo, sizing: Sizing) -> tuple[int, str]:
         if route.failed_charge_mode == "flat":

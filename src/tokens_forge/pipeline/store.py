@@ -53,7 +53,7 @@ class ReceiptEnd:
 
 _OPEN = "SELECT * FROM tf_open_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
 _FINISH = ("SELECT charged FROM tf_finish_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
-           "$15, $16, $17, $18)")
+           "$15, $16, $17, $18, $19)")
 
 
 async def open_attempt(pg: asyncpg.Pool, head: ReceiptHead, route: RouteInfo, attempt_no: int, amount: int,
@@ -69,13 +69,15 @@ async def explain_rejection(pg: asyncpg.Pool, receipt_id: str, reason: str) -> N
 
 
 async def finish_attempt(pg: asyncpg.Pool, head: ReceiptHead, route: RouteInfo, attempt_no: int, hold_id: int,
-                         end: AttemptEnd, final: ReceiptEnd | None) -> int:
-    """Returns what was actually charged (0 when the sweeper had already released the hold)."""
+                         end: AttemptEnd, final: ReceiptEnd | None, *, durable: bool = True) -> int:
+    """Returns what was actually charged (0 when the sweeper had already released the hold).
+    `durable=False` lets the commit skip the WAL flush wait (see tf_finish_attempt)."""
     f = final or ReceiptEnd(status="")
     return int(await pg.fetchval(
         _FINISH, hold_id, end.charge, end.charge_kind, head.id, attempt_no, end.outcome, end.upstream_status,
         end.prompt_tokens, end.completion_tokens, end.charge_reason, end.error, end.latency_ms,
-        final.status if final else None, f.reason, f.error_code, f.usage_estimated, route.kind, route.bucket))
+        final.status if final else None, f.reason, f.error_code, f.usage_estimated, route.kind, route.bucket,
+        durable))
 
 
 async def close_receipt(pg: asyncpg.Pool, receipt_id: str, final: ReceiptEnd) -> None:
