@@ -12,7 +12,7 @@ async def _probe(client, t, body):
 
 
 async def test_key_cap_race_exactly_100_of_200(client, admin, tenant):
-    t = await tenant(official="slow:1500")
+    t = await tenant(official="slow:5000")
     body = t.chat(max_tokens=5)
     reserve, charge = await _probe(client, t, body)
     ok(await admin.patch(f"/keys/{t.key['id']}", json={"limits": {"total_micros": charge + 100 * reserve}}))

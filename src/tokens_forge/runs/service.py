@@ -1,12 +1,29 @@
-"""Agent runs: what a request tagged with X-TF-Run-Id may do, given the run's state."""
+"""Agent runs: create (with the preflight it starts from), list, show, control, and what a request
+tagged with X-TF-Run-Id may do given the run's state.
+
+A run's money lives in the spend counter scope 'run' (owner the run id, period 'total'), which the
+guard's `tf_reserve` checks atomically against `budget_micros`; this module only reads it.
+State changes are conditional UPDATEs (`… WHERE status = ANY(allowed) RETURNING`), so two
+concurrent controls of one run cannot interleave a read and a write. Every query is scoped to
+the caller's account: another account's run is indistinguishable from a missing one."""
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
+import orjson
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tokens_forge.errors import Conflict, NotFound, SpendGuardError
 from tokens_forge.guard.bounds import MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS, Price, cost
+from tokens_forge.ids import new_id
+from tokens_forge.keys.auth import AuthedKey
+from tokens_forge.ledger import views
+from tokens_forge.receipts.service import receipts_view
+from tokens_forge.runs import preflight as panel
+from tokens_forge.runs.schemas import PreflightRequest, RunCreate
 
 # The smallest request worth sending: one short message, one output token.
 MINIMAL_REQUEST_TOKENS = REQUEST_OVERHEAD_TOKENS + MESSAGE_OVERHEAD_TOKENS + 64
@@ -16,6 +33,7 @@ REFUSALS = {
     "cancelled": ("run_cancelled", "run {id} was cancelled; start a new run"),
     "finished": ("run_finished", "run {id} is finished; start a new run"),
 }
+CONTROL_CHANNEL = "tf_run_control"  # pipeline.background listens on it in every worker
 
 
 async def check_run_accepts(engine: AsyncEngine, run_id: str, account_id: str) -> None:
@@ -40,3 +58,205 @@ async def mark_exhausted_if_spent(engine: AsyncEngine, run_id: str | None, remai
     async with engine.begin() as conn:
         await conn.execute(text("""UPDATE runs SET status = 'budget_exhausted', updated_at = now()
                                     WHERE id = :r AND status IN ('ready', 'running')"""), {"r": run_id})
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+_RUNS = """
+    SELECT r.*, coalesce(sc.posted_micros, 0) AS spent_micros, coalesce(sc.pending_micros, 0) AS held_micros
+      FROM runs r
+      LEFT JOIN spend_counters sc ON sc.scope = 'run' AND sc.owner_id = r.id AND sc.period = 'total'
+     WHERE r.account_id = :a"""
+
+
+def _iso(v: datetime | None) -> str | None:
+    return v.isoformat() if v is not None else None
+
+
+def run_out(r: Any) -> dict:
+    return {
+        "id": r.id, "object": "run", "name": r.name, "model": r.model, "mode": r.mode, "status": r.status,
+        "budget_micros": r.budget_micros, "spent_micros": int(r.spent_micros), "held_micros": int(r.held_micros),
+        "remaining_micros": max(r.budget_micros - int(r.spent_micros) - int(r.held_micros), 0),
+        "route_preference": r.route_preference, "key_id": r.key_id, "project_id": r.project_id,
+        "created_at": _iso(r.created_at), "updated_at": _iso(r.updated_at),
+        "last_activity_at": _iso(r.last_activity_at),
+    }
+
+
+async def _row(conn: AsyncConnection, run_id: str, account_id: str, param: str = "run_id") -> Any:
+    row = (await conn.execute(text(_RUNS + " AND r.id = :r"), {"a": account_id, "r": run_id})).one_or_none()
+    if row is None:
+        raise NotFound(f"run {run_id!r} does not exist", param=param)
+    return row
+
+
+async def _request_counts(conn: AsyncConnection, run_id: str) -> dict[str, int]:
+    rows = (await conn.execute(text("SELECT status, count(*) AS n FROM receipts WHERE run_id = :r GROUP BY status"),
+                               {"r": run_id})).all()
+    counts = {s: 0 for s in ("pending", "succeeded", "failed", "cancelled", "rejected")}
+    counts.update({r.status: int(r.n) for r in rows})
+    return {"total": sum(counts.values()), **counts}
+
+
+async def _partial_failures(conn: AsyncConnection, run_id: str, recent: int = 50) -> dict:
+    """Failed attempts within the run's requests (a request may still have succeeded on a retry)."""
+    rows = (await conn.execute(text("""
+        SELECT a.receipt_id, a.attempt_no, a.route_id, a.route_kind, a.bucket, a.outcome, a.upstream_status,
+               a.charged_micros, a.error, a.started_at, r.status AS request_status,
+               count(*) OVER () AS total, sum(a.charged_micros) OVER () AS total_charged
+          FROM attempts a JOIN receipts r ON r.id = a.receipt_id
+         WHERE r.run_id = :r AND a.outcome IS NOT NULL AND a.outcome <> 'success'
+         ORDER BY a.started_at DESC LIMIT :n"""), {"r": run_id, "n": recent})).all()
+    return {
+        "count": int(rows[0].total) if rows else 0,
+        "charged_micros": int(rows[0].total_charged) if rows else 0,
+        "recent": [{"receipt_id": r.receipt_id, "attempt": r.attempt_no, "route_id": r.route_id,
+                    "route_kind": r.route_kind, "bucket": r.bucket, "outcome": r.outcome,
+                    "upstream_status": r.upstream_status, "charged_micros": r.charged_micros, "error": r.error,
+                    "request_status": r.request_status, "created_at": _iso(r.started_at)} for r in rows],
+    }
+
+
+async def get_run(conn: AsyncConnection, run_id: str, account_id: str) -> dict:
+    """A run with its money (spent = posted, held = pending reservations), request counts by
+    outcome, failed attempts, and the preflight it was created with."""
+    row = await _row(conn, run_id, account_id)
+    return {**run_out(row), "requests": await _request_counts(conn, run_id),
+            "partial_failures": await _partial_failures(conn, run_id), "preflight": row.preflight}
+
+
+async def list_runs(conn: AsyncConnection, account_id: str, limit: int,
+                    before: tuple[datetime, str] | None) -> tuple[list[dict], tuple[str, str] | None]:
+    """Newest first, keyset-paged on (created_at, id); returns the page and the next cursor values."""
+    rows = (await conn.execute(text(_RUNS + """
+           AND (CAST(:c_at AS TIMESTAMPTZ) IS NULL OR (r.created_at, r.id) < (:c_at, :c_id))
+         ORDER BY r.created_at DESC, r.id DESC LIMIT :n"""),
+        {"a": account_id, "c_at": before[0] if before else None, "c_id": before[1] if before else "",
+         "n": limit + 1})).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return [run_out(r) for r in rows], ((rows[-1].created_at.isoformat(), rows[-1].id) if more else None)
+
+
+# -- preflight and create --------------------------------------------------------------------
+
+async def run_context(conn: AsyncConnection, run_id: str, account_id: str) -> panel.RunContext:
+    r = await _row(conn, run_id, account_id)
+    return panel.RunContext(id=r.id, mode=r.mode, route_preference=r.route_preference, status=r.status,
+                            budget_micros=r.budget_micros, posted_micros=int(r.spent_micros),
+                            pending_micros=int(r.held_micros))
+
+
+async def preflight(state: Any, conn: AsyncConnection, key: AuthedKey, body: PreflightRequest) -> dict:
+    run = await run_context(conn, body.run_id, key.account_id) if body.run_id else None
+    return await panel.build(state, conn, key, body, run)
+
+
+async def create_run(state: Any, conn: AsyncConnection, key: AuthedKey, body: RunCreate) -> dict:
+    """Run the preflight for the new run (its budget as the run cap) and store it with the run."""
+    run = panel.RunContext(id=new_id("run"), mode=body.mode, route_preference=body.route_preference,
+                           status="ready", budget_micros=body.budget_micros, posted_micros=0, pending_micros=0)
+    shown = await panel.build(state, conn, key, PreflightRequest(
+        model=body.model, mode=body.mode, route_preference=body.route_preference), run)
+    await conn.execute(text("""
+        INSERT INTO runs (id, account_id, project_id, key_id, name, model, mode, budget_micros,
+                          route_preference, status, preflight)
+        VALUES (:id, :a, :p, :k, :name, :model, :mode, :budget, :pref, 'ready', CAST(:preflight AS JSONB))"""),
+        {"id": run.id, "a": key.account_id, "p": key.project_id, "k": key.id, "name": body.name,
+         "model": body.model, "mode": body.mode, "budget": body.budget_micros, "pref": body.route_preference,
+         "preflight": _json(shown)})
+    return await get_run(conn, run.id, key.account_id)
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# -- control ---------------------------------------------------------------------------------
+
+# action: (statuses it may start from, the new status as SQL, past participle for messages).
+# Repeating an action on a run already in its target state is a no-op success (a client retry).
+TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "pause": (("ready", "running", "paused"), "'paused'", "paused"),
+    "resume": (("paused", "ready", "running"),
+               "CASE WHEN status <> 'paused' THEN status WHEN last_activity_at IS NULL THEN 'ready' "
+               "ELSE 'running' END", "resumed"),
+    "cancel": (("ready", "running", "paused", "budget_exhausted", "cancelled"), "'cancelled'", "cancelled"),
+    "finish": (("ready", "running", "paused", "budget_exhausted", "finished"), "'finished'", "finished"),
+}
+STATE_CODES = {"paused": "run_paused", "cancelled": "run_cancelled", "finished": "run_finished"}
+
+
+async def control(conn: AsyncConnection, run_id: str, account_id: str, action: str) -> dict:
+    """Move the run to the action's state, or 409 naming the state it is in. On cancel, every
+    worker is told in the same transaction (NOTIFY is delivered at commit, so no worker can see
+    the message before the status it refers to is visible)."""
+    allowed, new_status, done = TRANSITIONS[action]
+    moved = (await conn.execute(text(f"""
+        UPDATE runs SET status = {new_status}, updated_at = now()
+         WHERE id = :r AND account_id = :a AND status = ANY(:allowed)
+        RETURNING id"""), {"r": run_id, "a": account_id, "allowed": list(allowed)})).scalar_one_or_none()
+    if moved is None:
+        current = (await _row(conn, run_id, account_id)).status
+        raise Conflict(f"run {run_id} is {current} and cannot be {done}; "
+                       f"allowed from: {', '.join(s for s in allowed)}", code=STATE_CODES.get(current, "conflict"))
+    if action == "cancel":
+        await conn.execute(text("SELECT pg_notify(:ch, 'cancel:' || :r)"), {"ch": CONTROL_CHANNEL, "r": run_id})
+    return await get_run(conn, run_id, account_id)
+
+
+# -- the run's final receipt -------------------------------------------------------------------
+
+FAILURE_OUTCOMES = ("timeout", "connect_error", "upstream_error")
+
+
+def _totals(requests: list[dict]) -> dict:
+    """Charges per bucket, from the attempts (a fallback may pay from both buckets in one request)."""
+    by_bucket = {b: {"charged_micros": 0, "failed_request_charges_micros": 0, "cancelled_charges_micros": 0,
+                     "prompt_tokens": 0, "completion_tokens": 0, "attempts": 0} for b in ("credit", "routed")}
+    for req in requests:
+        for a in req["attempts"]:
+            t = by_bucket[a["bucket"]]
+            t["charged_micros"] += a["charged_micros"]
+            t["prompt_tokens"] += a["prompt_tokens"]
+            t["completion_tokens"] += a["completion_tokens"]
+            t["attempts"] += 1
+            if a["outcome"] in FAILURE_OUTCOMES:
+                t["failed_request_charges_micros"] += a["charged_micros"]
+            elif a["outcome"] == "cancelled":
+                t["cancelled_charges_micros"] += a["charged_micros"]
+    return {"charged_micros": sum(t["charged_micros"] for t in by_bucket.values()),
+            "failed_request_charges_micros": sum(t["failed_request_charges_micros"] for t in by_bucket.values()),
+            "by_bucket": by_bucket}
+
+
+def _failure_charges(requests: list[dict]) -> list[dict]:
+    return [{"receipt_id": req["id"], "attempt": a["number"], "route_id": a["route_id"], "bucket": a["bucket"],
+             "outcome": a["outcome"], "upstream_status": a["upstream_status"], "charged_micros": a["charged_micros"],
+             "reason": a["charge_reason"]}
+            for req in requests for a in req["attempts"]
+            if a["outcome"] in FAILURE_OUTCOMES and a["charged_micros"] > 0]
+
+
+async def run_receipt(conn: AsyncConnection, run_id: str, account_id: str) -> dict:
+    """Every request of the run with its attempts, totals per bucket, failed-request charges, and
+    the run's wallet-ledger entries, with a check that receipts and ledger agree to the micro."""
+    row = await _row(conn, run_id, account_id)
+    ids = list((await conn.execute(text("SELECT id FROM receipts WHERE run_id = :r AND account_id = :a"),
+                                   {"r": run_id, "a": account_id})).scalars())
+    requests = await receipts_view(conn, ids, account_id) if ids else []
+    stmt, params = views.entries_statement(account_id, receipt_id=None, run_id=run_id, bucket=None, before=None,
+                                           limit=None)
+    entries = [views.entry_out(e) for e in reversed((await conn.execute(stmt, params)).all())]
+    # what the ledger took from the customer: settle and failure_charge transfers out of a hold
+    posted = -sum(e["amount_micros"] for e in entries
+                  if e["account"] == "hold" and e["kind"] in ("settle", "failure_charge"))
+    totals = _totals(requests)
+    return {
+        "object": "run.receipt", "run": {**run_out(row), "requests": await _request_counts(conn, run_id)},
+        "requests": requests, "totals": {**totals, "ledger_charged_micros": posted,
+                                         "matches_ledger": posted == totals["charged_micros"]},
+        "failed_request_charges": _failure_charges(requests),
+        "ledger": {"location": f"/v1/wallet/ledger?run_id={run_id}", "entries": entries},
+    }
