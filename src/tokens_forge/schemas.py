@@ -3,9 +3,9 @@ field that is wrong."""
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-Micros = Annotated[int, Field(ge=0, le=10**15)]
+Micros = Annotated[StrictInt, Field(ge=0, le=10**15)]  # money is a JSON integer: never "100", 1.0 or true
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 

@@ -1,6 +1,6 @@
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, StrictInt
 
 from tokens_forge.schemas import Micros, Name, Strict
 
@@ -13,13 +13,13 @@ class AccountCreate(Strict):
 
 class TopupCreate(Strict):
     bucket: Bucket
-    amount_micros: int = Field(gt=0, le=10**15)
+    amount_micros: StrictInt = Field(gt=0, le=10**15)
     reference: str = Field(min_length=1, max_length=200)
 
 
 class AdjustmentCreate(Strict):
     bucket: Bucket
-    amount_micros: int = Field(ge=-(10**15), le=10**15)
+    amount_micros: StrictInt = Field(ge=-(10**15), le=10**15)
     reason: str = Field(min_length=1, max_length=500)
 
 

@@ -35,10 +35,10 @@ def require_admin(request: Request) -> str:
     expected = request.app.state.settings.admin_token
     token = _bearer(request)
     if not expected:
-        raise Unauthorized("the admin API is disabled: set TF_ADMIN_TOKEN", code="invalid_admin_token")
+        raise Unauthorized("the admin API is disabled: set TF_ADMIN_TOKEN", code="invalid_api_key")
     if not token or not hmac.compare_digest(token.encode(), expected.encode()):
         raise Unauthorized("missing or wrong admin token (Authorization: Bearer $TF_ADMIN_TOKEN)",
-                           code="invalid_admin_token")
+                           code="invalid_api_key")
     return "admin"
 
 

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from tokens_forge.db.url import async_url
 
 
+class _NoRowLogging(logging.Filter):
+    """SQLAlchemy logs result rows at DEBUG; a routes row holds the write-only upstream key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != "Row %r"
+
+
+_NO_ROWS = _NoRowLogging()
+
+
 def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 20) -> AsyncEngine:
+    logging.getLogger("sqlalchemy.engine.Engine").addFilter(_NO_ROWS)  # adding the same filter twice is a no-op
     return create_async_engine(
         async_url(url),
+        hide_parameters=True,  # parameters may hold upstream keys: never in logs or error messages
         pool_size=pool_size,
         max_overflow=max_overflow,
         pool_pre_ping=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tokens_forge.audit.service import record
@@ -78,6 +78,7 @@ async def update_route(session: AsyncSession, route_id: str, body: RouteUpdate, 
     route = await get_route(session, route_id, lock=True)
     old_price = await _price(session, route)
     before = route_out(route, old_price)
+    old_key = route.upstream_api_key
     sent = body.model_fields_set
     for field in ("base_url", "upstream_model", "timeout_s", "priority", "enabled"):
         if field in sent and getattr(body, field) is not None:
@@ -94,7 +95,7 @@ async def update_route(session: AsyncSession, route_id: str, body: RouteUpdate, 
                                    != (body.price.input_per_mtok, body.price.output_per_mtok)):
         new_price = await _new_snapshot(session, route, body.price)
     after = route_out(route, new_price)
-    secret_changed = {"upstream_api_key", "upstream_api_key_env"} & sent
+    secret_changed = route.upstream_api_key != old_key  # the env name is in route_out, the key is not
     if _changed(before, after) or secret_changed:
         route.updated_at = datetime.now(UTC)
         await session.flush()
@@ -110,11 +111,17 @@ def _changed(before: dict, after: dict) -> bool:
     return {k: v for k, v in before.items() if k != "updated_at"} != {k: v for k, v in after.items() if k != "updated_at"}
 
 
-async def list_routes(session: AsyncSession, model: str | None = None) -> list[dict]:
+async def list_routes(session: AsyncSession, model: str | None = None, *, limit: int = 500,
+                      after_id: str | None = None) -> list[dict]:
+    order = (Route.model, Route.priority, Route.created_at, Route.id)
     stmt = select(Route, PriceSnapshot).outerjoin(PriceSnapshot, PriceSnapshot.id == Route.price_snapshot_id)
     if model:
         stmt = stmt.where(Route.model == model)
-    rows = (await session.execute(stmt.order_by(Route.model, Route.priority, Route.created_at))).all()
+    if after_id:
+        anchor = await session.get(Route, after_id)
+        if anchor is not None:
+            stmt = stmt.where(tuple_(*order) > tuple_(anchor.model, anchor.priority, anchor.created_at, anchor.id))
+    rows = (await session.execute(stmt.order_by(*order).limit(limit))).all()
     return [route_out(r, p) for r, p in rows]
 
 

@@ -19,9 +19,15 @@ async def create_route(body: RouteCreate, session: SessionDep, actor: AdminDep) 
 
 
 @router.get("/routes")
-async def list_routes(session: SessionDep, model: str | None = None) -> dict:
+async def list_routes(session: SessionDep, model: str | None = None, limit: LimitQ = 50,
+                      cursor: CursorQ = None) -> dict:
+    """Every route (by model, then priority); the upstream key is never included."""
+    after = decode_cursor(cursor, 1)
     async with session.begin():
-        return page(await service.list_routes(session, model), None)
+        rows = await service.list_routes(session, model, limit=limit + 1, after_id=after[0] if after else None)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return page(rows, encode_cursor(rows[-1]["id"]) if more else None)
 
 
 @router.get("/routes/{route_id}")
