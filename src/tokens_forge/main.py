@@ -18,6 +18,7 @@ from tokens_forge.api.errors import FastJSONResponse
 from tokens_forge.api.health import router as health_router
 from tokens_forge.api.openai import router as openai_router
 from tokens_forge.config import Settings
+from tokens_forge.console import router as console_router
 from tokens_forge.db.engine import make_engine, make_sessionmaker
 from tokens_forge.db.resolve import database_url
 from tokens_forge.db.url import plain_url
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         # The hot path (auth, routes, reserve, settle) runs on a plain asyncpg pool: one round
         # trip per phase with server-side prepared statements, no ORM in the way.
         app.state.pg = await asyncpg.create_pool(plain_url(url), min_size=1, max_size=settings.hot_pool_size,
+                                                 max_inactive_connection_lifetime=30,
                                                  server_settings={"application_name": "tokens-forge-hot"})
         app.state.keys = KeyCache(app.state.pg, settings.key_cache_ttl_s)
         app.state.routes = RouteCache(app.state.pg, ttl_s=1.0)
@@ -71,6 +73,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     app.include_router(health_router)
     app.include_router(openai_router)
     app.include_router(admin_router)
+    app.include_router(console_router)
     if settings.mock_upstream:
         from tokens_forge.mock.upstream import create_mock_app
 
