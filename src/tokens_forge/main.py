@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 import httpx
 from fastapi import FastAPI
+from starlette.exceptions import HTTPException
 
 from tokens_forge import __version__
 from tokens_forge.api import errors
@@ -22,6 +23,7 @@ from tokens_forge.console import router as console_router
 from tokens_forge.db.engine import make_engine, make_sessionmaker
 from tokens_forge.db.resolve import database_url
 from tokens_forge.db.url import plain_url
+from tokens_forge.errors import RequestTooLarge
 from tokens_forge.keys.auth import KeyCache
 from tokens_forge.pipeline.background import Background
 from tokens_forge.routing.cache import RouteCache
@@ -35,6 +37,34 @@ def upstream_client(settings: Settings) -> httpx.AsyncClient:
     # Per-request timeouts come from each route's timeout_s; this is only the connect bound.
     return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0, connect=10.0), http2=False,
                              follow_redirects=False, trust_env=False)
+
+
+class BodyLimit:
+    """Every request body, on every endpoint, is bounded by TF_MAX_BODY_BYTES: 413 request_too_large
+    before it is parsed (declared Content-Length) or as soon as the streamed body passes it."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        message = f"the request body is larger than {self.limit} bytes"
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.limit:
+                return await errors.render(RequestTooLarge(message))(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            msg = await receive()
+            if msg["type"] == "http.request":
+                seen += len(msg.get("body", b""))
+                if seen > self.limit:
+                    raise HTTPException(413, message)
+            return msg
+
+        await self.app(scope, limited, send)
 
 
 def create_app(settings: Settings | None = None, db_url: str | None = None) -> FastAPI:
@@ -70,6 +100,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
                   default_response_class=FastJSONResponse,
                   description="An OpenAI-compatible LLM gateway with a spend guard and a double-entry ledger.")
     errors.install(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.include_router(health_router)
     app.include_router(openai_router)
     app.include_router(admin_router)

@@ -13,7 +13,14 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tokens_forge.errors import Conflict, ForgeError, InvalidRequest, NotFound, ServiceUnavailable
+from tokens_forge.errors import (
+    Conflict,
+    ForgeError,
+    InvalidRequest,
+    NotFound,
+    RequestTooLarge,
+    ServiceUnavailable,
+)
 
 log = logging.getLogger("tokens_forge")
 
@@ -44,6 +51,18 @@ def validation_error(exc: RequestValidationError) -> InvalidRequest:
     return InvalidRequest(f"{field}: {msg}" if field else msg, param=field)
 
 
+def _is_bad_data(exc: object) -> bool:
+    """SQLSTATE class 22 (data exception): a value of the request PostgreSQL cannot take (a NUL
+    character in text, a number out of range): the client's fault, not an outage."""
+    code = getattr(exc, "sqlstate", None)
+    return isinstance(code, str) and code.startswith("22")
+
+
+def _bad_data() -> InvalidRequest:
+    return InvalidRequest("a value in the request cannot be stored or compared (a NUL character, or a number "
+                          "out of range); nothing was written")
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ForgeError)
     async def _forge(_: Request, exc: ForgeError):
@@ -57,6 +76,8 @@ def install(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException):
         if exc.status_code == 404:
             return render(NotFound("no such endpoint"))
+        if exc.status_code == 413:
+            return render(RequestTooLarge(str(exc.detail)))
         if exc.status_code == 405:
             err = InvalidRequest("method not allowed on this endpoint", code="method_not_allowed")
             err.status_code = 405
@@ -72,13 +93,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _db(_: Request, exc: DBAPIError):
+        if _is_bad_data(exc.orig):
+            return render(_bad_data())
         # The first line of the server's message only: parameters (which may hold secrets) never.
         log.error("database error: %s: %s", type(exc.orig).__name__, str(exc.orig).split("\n")[0][:300])
         return render(ServiceUnavailable("the database is unavailable; nothing was charged, try again"))
 
     @app.exception_handler(asyncpg.PostgresError)
     @app.exception_handler(asyncpg.InterfaceError)
+    @app.exception_handler(asyncpg.exceptions.InternalClientError)
     async def _pg(_: Request, exc: Exception):
+        if _is_bad_data(exc):
+            return render(_bad_data())
         log.error("database error: %s: %s", type(exc).__name__, str(exc).split("\n")[0][:300])
         return render(ServiceUnavailable("the database is unavailable; nothing was charged, try again"))
 

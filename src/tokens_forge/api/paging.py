@@ -18,7 +18,7 @@ def encode_cursor(*values: object) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(list(values))).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, arity: int) -> list | None:
+def decode_cursor(cursor: str | None, arity: int, types: tuple[type, ...] | None = None) -> list | None:
     if not cursor:
         return None
     try:
@@ -27,6 +27,10 @@ def decode_cursor(cursor: str | None, arity: int) -> list | None:
         raise InvalidRequest("cursor: not a cursor this API returned", param="cursor") from exc
     if not isinstance(values, list) or len(values) != arity:
         raise InvalidRequest("cursor: not a cursor this API returned", param="cursor")
+    for v, kind in zip(values, types or (), strict=False):
+        if (type(v) is not kind or (kind is int and not -(2**63) <= v < 2**63)
+                or (kind is str and ("\x00" in v or len(v) > 200))):
+            raise InvalidRequest("cursor: not a cursor this API returned", param="cursor")
     return values
 
 

@@ -19,7 +19,7 @@ FormatQ = Annotated[str | None, Query(description="json (default), csv or jsonl"
 
 
 def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    values = decode_cursor(cursor, 2)
+    values = decode_cursor(cursor, 2, (str, str))
     if values is None:
         return None
     try:

@@ -228,8 +228,8 @@ class ChatStory:
         await store.close_receipt(self.pg, self.head.id, ReceiptEnd(
             "failed", reason=f"the upstream refused the request: HTTP {f.status}", error_code="upstream_rejected"))
         self.headers["X-TF-Charged-Micros"] = str(self.charged)
-        return Response(f.body or b"", status_code=f.status or 400, media_type="application/json",
-                        headers=self.headers)
+        return Response(upstream.redact(f.body or b"", route), status_code=f.status or 400,
+                        media_type="application/json", headers=self.headers)
 
     async def _run_cancelled(self, route: RouteInfo, sizing: Sizing, res: guard.Reservation) -> Response:
         pt = estimate_tokens(self.req.prompt_chars)
@@ -321,8 +321,15 @@ class StreamRelay:
             for ev in self.first:
                 out = process_event(ev, self.tally, client_wants_usage=wants_usage)
                 if out:
-                    yield out
+                    yield upstream.redact(out, self.route)
             while not self.tally.done:
+                if self.tally.content_chunks > self.sizing.output_bound:
+                    # every content chunk carries at least one token: the upstream ignores max_tokens
+                    self.outcome = "upstream_error"
+                    self.error = (f"the upstream sent more than the {self.sizing.output_bound} output tokens "
+                                  "max_tokens allows; the stream was cut")
+                    yield error_event(self.error, "upstream_error")
+                    return
                 try:
                     chunk = await bounded(anext(self.chunks), story.flight, self.route.timeout_s)
                 except StopAsyncIteration:
@@ -343,17 +350,26 @@ class StreamRelay:
                 for ev in self.splitter.feed(chunk):
                     out = process_event(ev, self.tally, client_wants_usage=wants_usage)
                     if out:
-                        yield out
+                        yield upstream.redact(out, self.route)
                 now = asyncio.get_running_loop().time()
                 if now - last_extend > story.settings.hold_ttl_s / 3:
                     last_extend = now
-                    await store.extend_hold(story.pg, self.res.hold_id, story.settings.hold_ttl_s)
+                    try:  # the hold has hold_ttl_s of slack: a database blip must not cut a live stream
+                        await store.extend_hold(story.pg, self.res.hold_id,
+                                                story.settings.hold_ttl_s + self.route.timeout_s)
+                    except Exception as exc:
+                        log.warning("extending the hold of receipt %s failed: %s", story.head.id,
+                                    type(exc).__name__)
             if not self.tally.done and self.outcome == "success":
                 self.outcome, self.error = "upstream_error", "the upstream stream ended without [DONE]"
                 yield error_event(self.error, "upstream_error")
         except (asyncio.CancelledError, GeneratorExit):
             self.outcome, self.error = "cancelled", "the client disconnected"
             raise
+        except Exception as exc:  # a gateway-side failure mid-stream: end with an error event, never a cut
+            log.exception("stream of receipt %s failed", story.head.id)
+            self.outcome, self.error = "upstream_error", f"gateway error mid-stream: {type(exc).__name__}"
+            yield error_event("the gateway failed mid-stream; the stream was cut", "gateway_error", "server_error")
         finally:
             with anyio.CancelScope(shield=True):
                 await self._settle()

@@ -66,6 +66,10 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         raise InvalidRequest("the request body is not valid JSON") from exc
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    try:  # orjson reads 1024 levels but writes only 255: the body is re-serialized for the upstream
+        orjson.dumps(body)
+    except TypeError as exc:
+        raise InvalidRequest("the request body is nested too deeply") from exc
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("model is required and must be a string", param="model")

@@ -84,6 +84,13 @@ def _retry_after(resp: httpx.Response) -> float | None:
         return None
 
 
+def redact(data: bytes, route: RouteInfo) -> bytes:
+    """Upstreams quote the key back ("Incorrect API key provided: sk-…"): never pass it on."""
+    if route.api_key and len(route.api_key) >= 8:
+        return data.replace(route.api_key.encode(), b"[redacted]")
+    return data
+
+
 def _status_failure(resp: httpx.Response, body: bytes) -> UpstreamFailure:
     return UpstreamFailure("upstream_error", f"upstream answered HTTP {resp.status_code}", status=resp.status_code,
                            retry_after=_retry_after(resp), body=body[:ERROR_BODY_LIMIT])
@@ -142,6 +149,11 @@ async def open_stream(http: httpx.AsyncClient, route: RouteInfo, payload: bytes)
         finally:
             await resp.aclose()
         raise _status_failure(resp, body)
+    ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "text/event-stream":
+        await resp.aclose()
+        raise UpstreamFailure("upstream_error", f"route {route.id} answered a stream request with "
+                              f"{ctype or 'no content type'}, not an event stream", status=resp.status_code)
     return resp
 
 

@@ -18,7 +18,7 @@ router = APIRouter(tags=["admin: records"])
 async def list_audit(session: SessionDep, limit: LimitQ = 50, cursor: CursorQ = None,
                      target_id: str | None = None, action: str | None = None) -> dict:
     """Every admin change (actor, action, target, before, after, time), newest first. Append-only."""
-    before = decode_cursor(cursor, 1)
+    before = decode_cursor(cursor, 1, (int,))
     async with session.begin():
         rows = await list_entries(session, limit=limit + 1, before_id=before[0] if before else None,
                                   target_id=target_id, action=action)

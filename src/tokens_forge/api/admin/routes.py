@@ -22,7 +22,7 @@ async def create_route(body: RouteCreate, session: SessionDep, actor: AdminDep) 
 async def list_routes(session: SessionDep, model: str | None = None, limit: LimitQ = 50,
                       cursor: CursorQ = None) -> dict:
     """Every route (by model, then priority); the upstream key is never included."""
-    after = decode_cursor(cursor, 1)
+    after = decode_cursor(cursor, 1, (str,))
     async with session.begin():
         rows = await service.list_routes(session, model, limit=limit + 1, after_id=after[0] if after else None)
     more = len(rows) > limit
@@ -48,7 +48,7 @@ async def update_route(route_id: str, body: RouteUpdate, session: SessionDep, ac
 async def list_price_snapshots(session: SessionDep, route_id: str | None = None, limit: LimitQ = 50,
                                cursor: CursorQ = None) -> dict:
     """Every price a route has had, newest first."""
-    before = decode_cursor(cursor, 1)
+    before = decode_cursor(cursor, 1, (str,))
     async with session.begin():
         rows = await service.list_snapshots(session, route_id, limit + 1, before[0] if before else None)
     more = len(rows) > limit

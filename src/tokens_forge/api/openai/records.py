@@ -69,7 +69,7 @@ async def wallet_ledger(request: Request, key: ApiKeyDep, limit: LimitQ = 50, cu
                                                bucket=bucket, before=None, limit=None)
         return export_response(request.app.state.engine, format, "wallet-ledger", views.LEDGER_COLUMNS, stmt,
                                params, views.entry_out)
-    before = decode_cursor(cursor, 2)
+    before = decode_cursor(cursor, 2, (int, str))
     async with request.app.state.engine.connect() as conn:
         rows = await views.ledger_entries(conn, key.account_id, receipt_id=receipt_id, run_id=run_id, bucket=bucket,
                                           before=(int(before[0]), str(before[1])) if before else None,

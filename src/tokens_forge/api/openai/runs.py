@@ -43,7 +43,7 @@ async def create_run(body: RunCreate, request: Request, key: ApiKeyDep) -> dict:
 
 
 def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    values = decode_cursor(cursor, 2)
+    values = decode_cursor(cursor, 2, (str, str))
     if values is None:
         return None
     try:

@@ -1,0 +1,310 @@
+#!/usr/bin/env bash
+# `make bench`: the whole benchmark suite, then BENCHMARKS.md from its raw results.
+#
+#   1. a fast fake upstream (nginx, fixed JSON and SSE answers) on 127.0.0.1
+#   2. the gateway (2 workers) on a fresh PostgreSQL database, seeded over the admin API
+#   3. LiteLLM's proxy as the peer (throwaway venv, no DB, 2 workers), same upstream
+#   4. wrk at 1/16/64 connections, non-streaming and streaming: nginx direct, the gateway, LiteLLM,
+#      interleaved cell by cell
+#   5. py-spy profiles of the gateway under load
+#   6. memory for 1,000 concurrent slow streams through the gateway
+#   7. the reserve+settle microbenchmark, then the ledger verifier over everything
+#
+# Everything listens on 127.0.0.1 only; every process started here is stopped on exit.
+# Knobs: BENCH_DURATION (s per wrk cell, 10), BENCH_CONNS ("1 16 64"), BENCH_STREAMS (1000),
+#        BENCH_DRIP_MS (200), BENCH_LEDGER_CONC ("1,16,64"), BENCH_SKIP_LITELLM=1, BENCH_WAIT_QUIET_S (180),
+#        BENCH_DATABASE_SERVER (postgresql://postgres@127.0.0.1:5432; if none answers there, the
+#        gateway's embedded PostgreSQL in a temp dir).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+RESULTS=$BENCH/results
+PY=$ROOT/.venv/bin/python
+TF=$ROOT/.venv/bin/tokens-forge
+
+DURATION=${BENCH_DURATION:-10}
+CONNS=${BENCH_CONNS:-"1 16 64"}
+STREAMS=${BENCH_STREAMS:-1000}
+DRIP_MS=${BENCH_DRIP_MS:-200}
+PG_SERVER=${BENCH_DATABASE_SERVER:-postgresql://postgres@127.0.0.1:5432}
+DB_NAME=tf_bench
+PORT_GATEWAY=${BENCH_PORT_GATEWAY:-18180}
+PORT_NGINX=${BENCH_PORT_NGINX:-18181}
+PORT_LITELLM=${BENCH_PORT_LITELLM:-18182}
+PORT_MOCK=${BENCH_PORT_MOCK:-18183}
+LITELLM_VERSION=1.106.12
+LITELLM_VENV=${BENCH_LITELLM_VENV:-/tmp/tf-bench-litellm-venv}
+TOOLS_VENV=${BENCH_TOOLS_VENV:-/tmp/tf-bench-tools-venv}   # py-spy: a bench tool, never a project dependency
+WORK=$(mktemp -d /tmp/tf-bench.XXXXXX)
+ADMIN_TOKEN=adm-bench-$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+
+log() { printf '\033[1m[bench %s]\033[0m %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+# -- processes: each in its own process group, so that stopping one stops its children too --
+
+PIDS=()
+STOPPED=" "
+start() {  # start NAME CMD...: run CMD in the background, its output in $WORK/NAME.log
+  local name=$1; shift
+  setsid "$@" >"$WORK/$name.log" 2>&1 &
+  PIDS+=("$!")
+  eval "PID_${name//-/_}=$!"
+}
+stop() {  # stop PID: TERM its group, KILL it if it lingers
+  local pid=$1
+  [[ $STOPPED == *" $pid "* ]] && return 0
+  STOPPED+="$pid "
+  kill -TERM -- "-$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  kill -KILL -- "-$pid" 2>/dev/null || true
+}
+EMBEDDED_PG=
+cleanup() {
+  local pid
+  for pid in "${PIDS[@]}"; do stop "$pid"; done
+  if [[ -n $EMBEDDED_PG ]]; then
+    kill -INT "$EMBEDDED_PG" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$EMBEDDED_PG" 2>/dev/null || break; sleep 0.2; done
+  fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_http() {  # wait_http URL SECONDS [NAME]: until URL answers 2xx
+  local url=$1 deadline=$((SECONDS + $2))
+  until curl -sf -o /dev/null --max-time 2 "$url"; do
+    if ((SECONDS > deadline)); then
+      log "gave up waiting for $url"; [[ -n ${3:-} ]] && tail -n 30 "$WORK/$3.log"
+      return 1
+    fi
+    sleep 0.3
+  done
+}
+
+# -- installs ---------------------------------------------------------------------------------
+
+ensure_apt() {
+  command -v nginx >/dev/null && command -v wrk >/dev/null && command -v curl >/dev/null && return
+  log "installing nginx, wrk, curl (apt)"
+  apt-get install -y -qq nginx-light wrk curl >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq nginx-light wrk curl >/dev/null; }
+  # Debian may start the system nginx on install: this bench never uses it.
+}
+
+ensure_pyspy() {
+  [[ -x $TOOLS_VENV/bin/py-spy ]] && return
+  log "installing py-spy into $TOOLS_VENV"
+  python3 -m venv "$TOOLS_VENV" && "$TOOLS_VENV/bin/pip" install -q py-spy 2>&1 | grep -v 'is ignored' || true
+}
+
+ensure_litellm() {  # the peer lives in its own venv: never a dependency of the project
+  if [[ -x $LITELLM_VENV/bin/litellm ]] &&
+     [[ $("$LITELLM_VENV/bin/pip" show litellm 2>/dev/null | awk '/^Version/ {print $2}') == "$LITELLM_VERSION" ]]; then
+    return
+  fi
+  log "installing litellm[proxy]==$LITELLM_VERSION into $LITELLM_VENV (once)"
+  python3 -m venv "$LITELLM_VENV" &&
+    timeout 600 "$LITELLM_VENV/bin/pip" install -q "litellm[proxy]==$LITELLM_VERSION" >"$WORK/litellm-install.log" 2>&1
+}
+
+# -- the pieces -------------------------------------------------------------------------------
+
+start_nginx() {
+  "$PY" "$BENCH/fake_upstream.py" "$WORK/nginx" "$PORT_NGINX"
+  start nginx nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log"
+  wait_http "http://127.0.0.1:$PORT_NGINX/healthz" 10 nginx
+}
+
+fresh_database() {  # sets DATABASE_URL
+  if pg_isready -q -d "$PG_SERVER" 2>/dev/null; then
+    psql -q "$PG_SERVER/postgres" -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" -c "CREATE DATABASE $DB_NAME"
+    DATABASE_URL=$PG_SERVER/$DB_NAME
+  else  # no server: the gateway's own embedded PostgreSQL, in the temp dir
+    log "no PostgreSQL at $PG_SERVER: using the embedded one"
+    DATABASE_URL=$("$PY" -c "from pathlib import Path; from tokens_forge.db.embedded import start_embedded;
+print(start_embedded(Path('$WORK/tf-data')))" | tail -n 1)
+    # pgserver leaves its postmaster running: stop it with the rest (fast shutdown).
+    EMBEDDED_PG=$(head -n 1 "$WORK/tf-data/pgdata/postmaster.pid")
+  fi
+}
+
+vacuum_db() {  # this machine's server may run without autovacuum: clear the dead rows of the last phase
+  "$PY" -c "import asyncio, asyncpg, sys
+async def main():
+    conn = await asyncpg.connect(sys.argv[1]); await conn.execute('VACUUM ANALYZE'); await conn.close()
+asyncio.run(main())" "$DATABASE_URL"
+}
+
+start_gateway() {
+  start gateway env TF_DATABASE_URL="$DATABASE_URL" TF_ADMIN_TOKEN="$ADMIN_TOKEN" TF_LOG_LEVEL=warning \
+    "$TF" serve --host 127.0.0.1 --port "$PORT_GATEWAY" --workers 2
+  wait_http "http://127.0.0.1:$PORT_GATEWAY/healthz" 90 gateway
+}
+
+seed() {  # sets SECRET
+  "$PY" "$BENCH/seed.py" "http://127.0.0.1:$PORT_GATEWAY" "$ADMIN_TOKEN" "http://127.0.0.1:$PORT_NGINX" \
+    "http://127.0.0.1:$PORT_MOCK" "$DRIP_MS" "$WORK/seed.json"
+  SECRET=$("$PY" -c "import json; print(json.load(open('$WORK/seed.json'))['secret'])")
+}
+
+write_bodies() {  # the same two request bodies for every target
+  local msg='"messages":[{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":16'
+  printf '{"model":"bench-json",%s}' "$msg" >"$WORK/body-json.json"
+  printf '{"model":"bench-sse","stream":true,%s}' "$msg" >"$WORK/body-sse.json"
+}
+
+wrk_run() {  # wrk_run URL MODE CONNS SECONDS AUTH OUT
+  local threads=2
+  (($3 < 2)) && threads=1
+  BENCH_BODY_FILE="$WORK/body-$2.json" BENCH_AUTH=$5 BENCH_OUT=$6 \
+    wrk -t"$threads" -c"$3" -d"$4s" --timeout 30s -s "$BENCH/wrk.lua" "$1" >>"$WORK/wrk.log" 2>&1
+}
+
+# The targets of the wrk matrix: base URL per mode, bearer key, server pid (for its CPU time).
+TARGETS=()
+declare -A URL_json URL_sse AUTH PID
+add_target() {  # add_target NAME JSON_BASE_URL SSE_BASE_URL AUTH PID
+  TARGETS+=("$1")
+  URL_json[$1]=$2/chat/completions URL_sse[$1]=$3/chat/completions AUTH[$1]=$4 PID[$1]=$5
+}
+
+cell() {  # cell TARGET MODE CONNS: one wrk run, its summary and the CPU its target used
+  local target=$1 mode=$2 conns=$3 url out before
+  url=$([[ $mode == json ]] && echo "${URL_json[$target]}" || echo "${URL_sse[$target]}")
+  out=$RESULTS/wrk/$target-$mode-c$conns.json
+  before=$("$PY" "$BENCH/proctree.py" snapshot "${PID[$target]}")
+  wrk_run "$url" "$mode" "$conns" "$DURATION" "${AUTH[$target]}" "$out"
+  # The CPU the target's processes used in the cell (CPU per request, whatever else runs) and
+  # how busy the machine was meanwhile.
+  "$PY" "$BENCH/proctree.py" delta "${PID[$target]}" "$before" "${out%.json}.cpu.json"
+  log "$target $mode c=$conns: $(head -c 110 "$out")"
+}
+
+matrix() {  # every mode x connection count x target; targets interleaved cell by cell, so that
+  local mode conns target  # a change in the machine's background load hits them all alike
+  for mode in json sse; do
+    for target in "${TARGETS[@]}"; do  # warm pools and caches, not recorded
+      wrk_run "$([[ $mode == json ]] && echo "${URL_json[$target]}" || echo "${URL_sse[$target]}")" \
+        "$mode" 16 3 "${AUTH[$target]}" "$WORK/warmup.json"
+    done
+    for conns in $CONNS; do
+      for target in "${TARGETS[@]}"; do cell "$target" "$mode" "$conns"; done
+    done
+  done
+}
+
+profile() {  # profile MODE: py-spy over the gateway's workers while wrk loads them at 16 connections
+  local mode=$1
+  wrk_run "http://127.0.0.1:$PORT_GATEWAY/v1/chat/completions" "$mode" 16 14 "$SECRET" "$RESULTS/profile-$mode-wrk.json" &
+  local wrk_pid=$!
+  sleep 2
+  "$TOOLS_VENV/bin/py-spy" record --pid "$PID_gateway" --subprocesses --nonblocking --rate 200 --duration 10 \
+    --format raw -o "$RESULTS/profile-$mode.txt" >>"$WORK/py-spy.log" 2>&1 || log "py-spy failed: $(tail -n 3 "$WORK/py-spy.log")"
+  wait "$wrk_pid"
+}
+
+start_litellm() {  # sets LITELLM_KEY; LiteLLM refuses to start without a master key
+  LITELLM_KEY=sk-bench-$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
+  local api=http://127.0.0.1:$PORT_NGINX
+  cat >"$WORK/litellm.yaml" <<EOF
+model_list:
+  - model_name: bench-json
+    litellm_params: {model: openai/bench-upstream, api_base: "$api/json/v1", api_key: sk-bench}
+  - model_name: bench-sse
+    litellm_params: {model: openai/bench-upstream, api_base: "$api/sse/v1", api_key: sk-bench}
+litellm_settings: {set_verbose: false, json_logs: false, telemetry: false}
+general_settings: {master_key: "$LITELLM_KEY"}
+EOF
+  # No network here: keep LiteLLM from fetching its model-price map at start-up.
+  start litellm env LITELLM_LOG=ERROR LITELLM_LOCAL_MODEL_COST_MAP=True \
+    "$LITELLM_VENV/bin/litellm" --config "$WORK/litellm.yaml" --host 127.0.0.1 --port "$PORT_LITELLM" --num_workers 2
+  wait_http "http://127.0.0.1:$PORT_LITELLM/health/liveliness" 180 litellm
+}
+
+litellm_status() {  # litellm_status OK REASON: why the peer is or is not in the tables
+  "$PY" -c 'import json, sys; json.dump({"ok": sys.argv[1] == "1", "version": sys.argv[2], "reason": sys.argv[3]},
+open(sys.argv[4], "w"))' "$1" "$LITELLM_VERSION" "$2" "$RESULTS/litellm.json"
+}
+
+start_peer() {  # LiteLLM joins the matrix when it installs and starts; otherwise say why not
+  if [[ ${BENCH_SKIP_LITELLM:-0} == 1 ]]; then
+    litellm_status 0 "skipped (BENCH_SKIP_LITELLM=1)"; return
+  fi
+  if ! ensure_litellm; then
+    litellm_status 0 "pip install litellm[proxy]==$LITELLM_VERSION failed: $(grep -v 'is ignored' "$WORK/litellm-install.log" | tail -n 3 | tr '\n' ' ')"
+    return
+  fi
+  if ! start_litellm; then
+    stop "$PID_litellm"
+    litellm_status 0 "the LiteLLM proxy did not become ready: $(grep -v '^\s*$' "$WORK/litellm.log" | tail -n 3 | tr '\n' ' ')"
+    return
+  fi
+  litellm_status 1 ""
+  add_target litellm "http://127.0.0.1:$PORT_LITELLM/v1" "http://127.0.0.1:$PORT_LITELLM/v1" "$LITELLM_KEY" "$PID_litellm"
+}
+
+# -- main -------------------------------------------------------------------------------------
+
+wait_for_quiet() {  # a shared machine: give other work up to BENCH_WAIT_QUIET_S to calm down
+  local deadline=$((SECONDS + ${BENCH_WAIT_QUIET_S:-180})) busy
+  while busy=$("$PY" -c "import sys, time; sys.path.insert(0, '$BENCH'); from proctree import machine_ticks
+b0, t0 = machine_ticks(); time.sleep(3); b1, t1 = machine_ticks(); print(round(100 * (b1 - b0) / (t1 - t0)))"); do
+    ((busy < 40)) && return
+    ((SECONDS > deadline)) && { log "the machine is still ${busy}% busy: measuring anyway (see BENCHMARKS.md)"; return; }
+    log "the machine is ${busy}% busy with other work: waiting for it to calm down"
+    sleep 10
+  done
+}
+
+main() {
+  local began=$SECONDS
+  ensure_apt
+  ensure_pyspy
+  ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+  rm -rf "$RESULTS" && mkdir -p "$RESULTS/wrk"
+  wait_for_quiet
+  "$PY" "$BENCH/report.py" --machine "$RESULTS/machine.json"
+  write_bodies
+
+  log "fake upstream (nginx) on 127.0.0.1:$PORT_NGINX"
+  start_nginx
+  add_target direct "http://127.0.0.1:$PORT_NGINX/json/v1" "http://127.0.0.1:$PORT_NGINX/sse/v1" "" "$PID_nginx"
+
+  fresh_database
+  log "gateway on 127.0.0.1:$PORT_GATEWAY, database ${DATABASE_URL##*/}"
+  start gateway-mock "$TF" mock-upstream --host 127.0.0.1 --port "$PORT_MOCK"
+  start_gateway
+  seed
+  "$PY" "$BENCH/report.py" --database "$DATABASE_URL" "$RESULTS/database.json"
+  vacuum_db
+  add_target gateway "http://127.0.0.1:$PORT_GATEWAY/v1" "http://127.0.0.1:$PORT_GATEWAY/v1" "$SECRET" "$PID_gateway"
+
+  log "LiteLLM $LITELLM_VERSION on 127.0.0.1:$PORT_LITELLM"
+  start_peer
+
+  log "wrk matrix: ${TARGETS[*]}"
+  matrix
+  [[ -n ${PID_litellm:-} ]] && stop "$PID_litellm"
+
+  log "py-spy profiles"
+  profile json
+  profile sse
+  log "$STREAMS concurrent slow streams"
+  "$PY" "$BENCH/streams_mem.py" "http://127.0.0.1:$PORT_GATEWAY" "$SECRET" bench-drip "$PID_gateway" \
+    "$RESULTS/streams.json" --streams "$STREAMS" || log "streams benchmark failed"
+  stop "$PID_gateway"
+  stop "$PID_gateway_mock"
+
+  log "reserve+settle microbenchmark"
+  vacuum_db
+  "$PY" "$BENCH/ledger_bench.py" "$DATABASE_URL" "$RESULTS/ledger.json" --conc "${BENCH_LEDGER_CONC:-1,16,64}" ||
+    log "reserve+settle benchmark failed (it calls pipeline.store directly: has its API changed?)"
+
+  log "report"
+  "$PY" "$BENCH/report.py" --results "$RESULTS" --out "$ROOT/BENCHMARKS.md" --elapsed $((SECONDS - began))
+  log "done in $((SECONDS - began)) s: BENCHMARKS.md, raw results in bench/results/"
+}
+
+main "$@"
