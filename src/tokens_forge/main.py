@@ -26,6 +26,7 @@ from tokens_forge.db.url import plain_url
 from tokens_forge.errors import RequestTooLarge
 from tokens_forge.keys.auth import KeyCache
 from tokens_forge.pipeline.background import Background
+from tokens_forge.pipeline.store import AccountGate
 from tokens_forge.routing.cache import RouteCache
 
 log = logging.getLogger("tokens_forge")
@@ -67,6 +68,11 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+async def _no_reset(_conn: asyncpg.Connection) -> None:
+    """The hot pool never changes session state (LISTEN has its own connection), so asyncpg's
+    per-release reset query would be a wasted round trip; an open transaction is still rolled back."""
+
+
 def create_app(settings: Settings | None = None, db_url: str | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -81,8 +87,9 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         # The hot path (auth, routes, reserve, settle) runs on a plain asyncpg pool: one round
         # trip per phase with server-side prepared statements, no ORM in the way.
         app.state.pg = await asyncpg.create_pool(plain_url(url), min_size=1, max_size=settings.hot_pool_size,
-                                                 max_inactive_connection_lifetime=30,
+                                                 max_inactive_connection_lifetime=30, reset=_no_reset,
                                                  server_settings={"application_name": "tokens-forge-hot"})
+        app.state.gate = AccountGate()
         app.state.keys = KeyCache(app.state.pg, settings.key_cache_ttl_s)
         app.state.routes = RouteCache(app.state.pg, ttl_s=1.0)
         app.state.http = upstream_client(settings)

@@ -5,6 +5,7 @@ retries and fallback (each attempt its own reservation on its own bucket). The r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -150,7 +151,7 @@ class ChatStory:
         attempt_no = self.attempts + 1
         ttl = self.settings.hold_ttl_s + route.timeout_s
         res = await store.open_attempt(self.pg, self.head, route, attempt_no, sizing.amount, ttl,
-                                       create=not self._opened, reject=reject)
+                                       create=not self._opened, reject=reject, gate=self.state.gate)
         self._opened = True
         if res.ok:
             self.attempts = attempt_no
@@ -203,7 +204,8 @@ class ChatStory:
                       final: ReceiptEnd | None) -> None:
         assert res.hold_id is not None
         self.charged += await store.finish_attempt(self.pg, self.head, route, self.attempts, res.hold_id,
-                                                   end, final, durable=self.settings.durable_settle)
+                                                   end, final, durable=self.settings.durable_settle,
+                                                   gate=self.state.gate)
 
     def _failure_charge(self, route: RouteInfo, sizing: Sizing) -> tuple[int, str]:
         if route.failed_charge_mode == "flat":
@@ -376,6 +378,12 @@ class StreamRelay:
 
     async def _settle(self) -> None:
         story = self.story
+        if self.outcome == "success" and self.tally.done:
+            # only the end of the body is left: read it so that the connection goes back to the pool
+            with contextlib.suppress(httpx.HTTPError, OSError, TimeoutError):
+                async with asyncio.timeout(0.5):
+                    async for _ in self.chunks:
+                        pass
         try:
             await self.resp.aclose()
         except (httpx.HTTPError, OSError):

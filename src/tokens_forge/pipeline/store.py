@@ -10,6 +10,8 @@ No transaction spans the upstream call."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 import asyncpg
@@ -51,16 +53,43 @@ class ReceiptEnd:
     usage_estimated: bool = False
 
 
+class AccountGate:
+    """At most one hot-path transaction per tenant account at a time in this worker process.
+
+    A tenant's reservations and settles lock the same wallet, hold and counter rows; letting many
+    of them queue on PostgreSQL row locks (each waiter holding a connection and waking on every
+    release) collapses throughput on a hot key. Queuing them here is cheaper and keeps the pool
+    free for other tenants. Correctness never depends on this gate: the database locks do."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, account_id: str):
+        lock = self._locks.get(account_id)
+        if lock is None:
+            lock = self._locks[account_id] = asyncio.Lock()
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._locks.pop(account_id, None)
+
+
+_NO_GATE = AccountGate()  # callers without an app (scripts, benchmarks) still get one per process
+
 _OPEN = "SELECT * FROM tf_open_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
 _FINISH = ("SELECT charged FROM tf_finish_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
            "$15, $16, $17, $18, $19)")
 
 
 async def open_attempt(pg: asyncpg.Pool, head: ReceiptHead, route: RouteInfo, attempt_no: int, amount: int,
-                       ttl_s: float, *, create: bool, reject: bool) -> Reservation:
-    row = await pg.fetchrow(_OPEN, head.id, create, head.account_id, head.project_id, head.key_id, head.run_id,
-                            head.model, head.stream, head.idempotency_key, route.id, route.kind, route.bucket,
-                            route.price_snapshot_id, attempt_no, amount, ttl_s, reject)
+                       ttl_s: float, *, create: bool, reject: bool, gate: AccountGate | None = None) -> Reservation:
+    async with (gate or _NO_GATE).hold(head.account_id):
+        row = await pg.fetchrow(_OPEN, head.id, create, head.account_id, head.project_id, head.key_id, head.run_id,
+                                head.model, head.stream, head.idempotency_key, route.id, route.kind,
+                                route.bucket, route.price_snapshot_id, attempt_no, amount, ttl_s, reject)
     return Reservation(row["hold_id"], None, row["refused_scope"], int(row["remaining"] or 0))
 
 
@@ -69,15 +98,17 @@ async def explain_rejection(pg: asyncpg.Pool, receipt_id: str, reason: str) -> N
 
 
 async def finish_attempt(pg: asyncpg.Pool, head: ReceiptHead, route: RouteInfo, attempt_no: int, hold_id: int,
-                         end: AttemptEnd, final: ReceiptEnd | None, *, durable: bool = True) -> int:
+                         end: AttemptEnd, final: ReceiptEnd | None, *, durable: bool = True,
+                         gate: AccountGate | None = None) -> int:
     """Returns what was actually charged (0 when the sweeper had already released the hold).
     `durable=False` lets the commit skip the WAL flush wait (see tf_finish_attempt)."""
     f = final or ReceiptEnd(status="")
-    return int(await pg.fetchval(
-        _FINISH, hold_id, end.charge, end.charge_kind, head.id, attempt_no, end.outcome, end.upstream_status,
-        end.prompt_tokens, end.completion_tokens, end.charge_reason, end.error, end.latency_ms,
-        final.status if final else None, f.reason, f.error_code, f.usage_estimated, route.kind, route.bucket,
-        durable))
+    async with (gate or _NO_GATE).hold(head.account_id):
+        return int(await pg.fetchval(
+            _FINISH, hold_id, end.charge, end.charge_kind, head.id, attempt_no, end.outcome, end.upstream_status,
+            end.prompt_tokens, end.completion_tokens, end.charge_reason, end.error, end.latency_ms,
+            final.status if final else None, f.reason, f.error_code, f.usage_estimated, route.kind, route.bucket,
+            durable))
 
 
 async def close_receipt(pg: asyncpg.Pool, receipt_id: str, final: ReceiptEnd) -> None:
