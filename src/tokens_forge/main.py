@@ -18,6 +18,7 @@ from tokens_forge.api.admin import router as admin_router
 from tokens_forge.api.errors import FastJSONResponse
 from tokens_forge.api.health import router as health_router
 from tokens_forge.api.openai import router as openai_router
+from tokens_forge.api.openai.fastpath import ChatFastPath
 from tokens_forge.config import Settings
 from tokens_forge.console import router as console_router
 from tokens_forge.db.engine import make_engine, make_sessionmaker
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
                   description="An OpenAI-compatible LLM gateway with a spend guard and a double-entry ledger.")
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(ChatFastPath, owner=app)  # outermost: chat completions skip the rest
     app.include_router(health_router)
     app.include_router(openai_router)
     app.include_router(admin_router)

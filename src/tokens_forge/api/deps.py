@@ -23,7 +23,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _bearer(request: Request) -> str:
+def bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -33,7 +33,7 @@ def _bearer(request: Request) -> str:
 
 def require_admin(request: Request) -> str:
     expected = request.app.state.settings.admin_token
-    token = _bearer(request)
+    token = bearer(request)
     if not expected:
         raise Unauthorized("the admin API is disabled: set TF_ADMIN_TOKEN", code="invalid_api_key")
     if not token or not hmac.compare_digest(token.encode(), expected.encode()):
@@ -43,7 +43,7 @@ def require_admin(request: Request) -> str:
 
 
 async def require_key(request: Request) -> AuthedKey:
-    return await request.app.state.keys.authenticate(_bearer(request))
+    return await request.app.state.keys.authenticate(bearer(request))
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

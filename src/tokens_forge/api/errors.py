@@ -63,52 +63,57 @@ def _bad_data() -> InvalidRequest:
                           "out of range); nothing was written")
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(ForgeError)
-    async def _forge(_: Request, exc: ForgeError):
-        return render(exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError):
-        return render(validation_error(exc))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException):
-        if exc.status_code == 404:
-            return render(NotFound("no such endpoint"))
-        if exc.status_code == 413:
-            return render(RequestTooLarge(str(exc.detail)))
-        if exc.status_code == 405:
-            err = InvalidRequest("method not allowed on this endpoint", code="method_not_allowed")
-            err.status_code = 405
-            return render(err)
+def _http_error(exc: StarletteHTTPException) -> ForgeError:
+    if exc.status_code == 404:
+        return NotFound("no such endpoint")
+    if exc.status_code == 413:
+        return RequestTooLarge(str(exc.detail))
+    if exc.status_code == 405:
+        err: ForgeError = InvalidRequest("method not allowed on this endpoint", code="method_not_allowed")
+    else:
         err = ForgeError(str(exc.detail), code="http_error")
-        err.status_code = exc.status_code
+    err.status_code = exc.status_code
+    return err
+
+
+def _database_error(orig: object) -> ForgeError:
+    if _is_bad_data(orig):
+        return _bad_data()
+    # The first line of the server's message only: parameters (which may hold secrets) never.
+    log.error("database error: %s: %s", type(orig).__name__, str(orig).split("\n")[0][:300])
+    return ServiceUnavailable("the database is unavailable; nothing was charged, try again")
+
+
+def as_forge_error(exc: Exception) -> ForgeError | None:
+    """The one mapping of failures to answers, for the exception handlers and the chat fast path."""
+    if isinstance(exc, ForgeError):
+        return exc
+    if isinstance(exc, RequestValidationError):
+        return validation_error(exc)
+    if isinstance(exc, StarletteHTTPException):
+        return _http_error(exc)
+    if isinstance(exc, IntegrityError):
+        log.warning("integrity error: %s", type(exc.orig).__name__)
+        return Conflict("the change conflicts with the current state; nothing was written")
+    if isinstance(exc, DBAPIError):
+        return _database_error(exc.orig)
+    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
+        return _database_error(exc)
+    if isinstance(exc, OSError):
+        log.error("service unavailable: %s", type(exc).__name__)
+        return ServiceUnavailable("a backing service is unavailable; nothing was charged, try again")
+    return None
+
+
+HANDLED = (ForgeError, RequestValidationError, StarletteHTTPException, DBAPIError, asyncpg.PostgresError,
+           asyncpg.InterfaceError, asyncpg.exceptions.InternalClientError, OSError)
+
+
+def install(app: FastAPI) -> None:
+    async def handler(_: Request, exc: Exception):
+        err = as_forge_error(exc)
+        assert err is not None
         return render(err)
 
-    @app.exception_handler(IntegrityError)
-    async def _integrity(_: Request, exc: IntegrityError):
-        log.warning("integrity error: %s", type(exc.orig).__name__)
-        return render(Conflict("the change conflicts with the current state; nothing was written"))
-
-    @app.exception_handler(DBAPIError)
-    async def _db(_: Request, exc: DBAPIError):
-        if _is_bad_data(exc.orig):
-            return render(_bad_data())
-        # The first line of the server's message only: parameters (which may hold secrets) never.
-        log.error("database error: %s: %s", type(exc.orig).__name__, str(exc.orig).split("\n")[0][:300])
-        return render(ServiceUnavailable("the database is unavailable; nothing was charged, try again"))
-
-    @app.exception_handler(asyncpg.PostgresError)
-    @app.exception_handler(asyncpg.InterfaceError)
-    @app.exception_handler(asyncpg.exceptions.InternalClientError)
-    async def _pg(_: Request, exc: Exception):
-        if _is_bad_data(exc):
-            return render(_bad_data())
-        log.error("database error: %s: %s", type(exc).__name__, str(exc).split("\n")[0][:300])
-        return render(ServiceUnavailable("the database is unavailable; nothing was charged, try again"))
-
-    @app.exception_handler(OSError)
-    async def _os(_: Request, exc: OSError):
-        log.error("service unavailable: %s", type(exc).__name__)
-        return render(ServiceUnavailable("a backing service is unavailable; nothing was charged, try again"))
+    for kind in HANDLED:
+        app.add_exception_handler(kind, handler)

@@ -2,6 +2,7 @@ from fastapi import APIRouter, Request, Response
 
 from tokens_forge.api.deps import ApiKeyDep
 from tokens_forge.errors import InvalidRequest, RequestTooLarge
+from tokens_forge.keys.auth import AuthedKey
 from tokens_forge.pipeline.chat import handle_chat
 from tokens_forge.pipeline.request import parse_chat_request
 from tokens_forge.routing.selection import PREFERENCES
@@ -33,7 +34,12 @@ def _header(request: Request, name: str, max_len: int = 255) -> str | None:
 
 @router.post("/v1/chat/completions", response_model=None)
 async def chat_completions(request: Request, key: ApiKeyDep) -> Response:
-    """OpenAI-compatible chat completions, streaming or not, guarded, receipted and exact."""
+    """OpenAI-compatible chat completions, streaming or not, guarded, receipted and exact.
+    (Served by api/openai/fastpath.py; this route documents it and answers the same.)"""
+    return await complete_chat(request, key)
+
+
+async def complete_chat(request: Request, key: AuthedKey) -> Response:
     state = request.app.state
     raw = await read_body(request, state.settings.max_body_bytes)
     req = parse_chat_request(raw)
