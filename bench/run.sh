@@ -9,10 +9,12 @@
 #   5. py-spy profiles of the gateway under load
 #   6. memory for 1,000 concurrent slow streams through the gateway
 #   7. the reserve+settle microbenchmark, then the ledger verifier over everything
+#   8. a 1,000,000-row usage export (CSV, JSON Lines) on its own fresh database: the worker's peak RSS
 #
 # Everything listens on 127.0.0.1 only; every process started here is stopped on exit.
 # Knobs: BENCH_DURATION (s per wrk cell, 10), BENCH_CONNS ("1 16 64"), BENCH_STREAMS (1000),
 #        BENCH_DRIP_MS (200), BENCH_LEDGER_CONC ("1,16,64"), BENCH_SKIP_LITELLM=1, BENCH_WAIT_QUIET_S (180),
+#        BENCH_EXPORT_ROWS (1000000), BENCH_SKIP_EXPORT=1,
 #        BENCH_DATABASE_SERVER (postgresql://postgres@127.0.0.1:5432; if none answers there, the
 #        gateway's embedded PostgreSQL in a temp dir).
 set -euo pipefail
@@ -301,6 +303,14 @@ main() {
   vacuum_db
   "$PY" "$BENCH/ledger_bench.py" "$DATABASE_URL" "$RESULTS/ledger.json" --conc "${BENCH_LEDGER_CONC:-1,16,64}" ||
     log "reserve+settle benchmark failed (it calls pipeline.store directly: has its API changed?)"
+
+  if [[ ${BENCH_SKIP_EXPORT:-0} == 1 ]]; then
+    log "usage export: skipped (BENCH_SKIP_EXPORT=1)"
+  else  # its own database (tf_export) on the same server, created and dropped by the script
+    log "usage export of ${BENCH_EXPORT_ROWS:-1000000} rows (csv, jsonl)"
+    "$PY" "$BENCH/export_memory.py" "$DATABASE_URL" "$RESULTS/export.json" --database tf_export \
+      --rows "${BENCH_EXPORT_ROWS:-1000000}" || log "usage export benchmark failed"
+  fi
 
   log "report"
   "$PY" "$BENCH/report.py" --results "$RESULTS" --out "$ROOT/BENCHMARKS.md" --elapsed $((SECONDS - began))
