@@ -34,21 +34,48 @@ async def _rows(engine: AsyncEngine, stmt: Any, params: dict) -> AsyncIterator[A
                 yield row
 
 
-def _csv_line(values: list) -> bytes:
-    buf = io.StringIO()
-    csv.writer(buf).writerow(["" if v is None else ("true" if v else "false") if isinstance(v, bool) else v
-                              for v in values])
-    return buf.getvalue().encode()
+def _csv_cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return v
+
+
+class _CsvEncoder:
+    """One csv.writer over one buffer for the whole export, drained every batch."""
+
+    def __init__(self) -> None:
+        self._buf = io.StringIO()
+        self._writer = csv.writer(self._buf)
+
+    def add(self, values: list) -> None:
+        self._writer.writerow([_csv_cell(v) for v in values])
+
+    def drain(self) -> bytes:
+        out = self._buf.getvalue().encode()
+        self._buf.seek(0)
+        self._buf.truncate()
+        return out
 
 
 async def _encode(fmt: str, columns: list[str], rows: AsyncIterator[Any],
                   to_dict: Callable[[Any], dict]) -> AsyncIterator[bytes]:
     if fmt == "csv":
-        yield _csv_line(columns)
+        enc = _CsvEncoder()
+        enc.add(columns)
+        n = 0
+        async for row in rows:
+            d = to_dict(row)
+            enc.add([d[c] for c in columns])
+            n += 1
+            if n % 200 == 0:
+                yield enc.drain()
+        yield enc.drain()
+        return
     chunk: list[bytes] = []
     async for row in rows:
-        d = to_dict(row)
-        chunk.append(_csv_line([d[c] for c in columns]) if fmt == "csv" else orjson.dumps(d) + b"\n")
+        chunk.append(orjson.dumps(to_dict(row)) + b"\n")
         if len(chunk) >= 200:
             yield b"".join(chunk)
             chunk = []
