@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Query
@@ -36,3 +38,22 @@ def decode_cursor(cursor: str | None, arity: int, types: tuple[type, ...] | None
 
 def page(data: list, next_cursor: str | None) -> dict:
     return {"object": "list", "data": data, "next_cursor": next_cursor}
+
+
+def page_of(rows: list, limit: int, cursor_of: Callable[[Any], tuple], out: Callable[[Any], Any] = lambda r: r) -> dict:
+    """A page from `limit + 1` fetched rows: the extra row only says that there is a next page,
+    whose cursor is built from the last row shown."""
+    shown = rows[:limit]
+    nxt = encode_cursor(*cursor_of(shown[-1])) if len(rows) > limit else None
+    return page([out(r) for r in shown], nxt)
+
+
+def decode_time_cursor(cursor: str | None) -> tuple[datetime, str] | None:
+    """A (created_at, id) keyset cursor."""
+    values = decode_cursor(cursor, 2, (str, str))
+    if values is None:
+        return None
+    try:
+        return datetime.fromisoformat(values[0]), str(values[1])
+    except (TypeError, ValueError) as exc:
+        raise InvalidRequest("cursor: not a cursor this API returned", param="cursor") from exc

@@ -7,8 +7,7 @@ from typing import Annotated
 
 from fastapi import Query, Request, Response
 
-from tokens_forge.api.paging import decode_cursor, encode_cursor, page
-from tokens_forge.errors import InvalidRequest
+from tokens_forge.api.paging import decode_time_cursor, page_of
 from tokens_forge.records.export import check_format, export_response
 from tokens_forge.records.filters import RecordFilters
 from tokens_forge.records.queries import row_out, statement
@@ -18,16 +17,6 @@ UntilQ = Annotated[datetime | None, Query(description="ISO time; rows before it"
 FormatQ = Annotated[str | None, Query(description="json (default), csv or jsonl")]
 
 
-def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    values = decode_cursor(cursor, 2, (str, str))
-    if values is None:
-        return None
-    try:
-        return datetime.fromisoformat(values[0]), str(values[1])
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest("cursor: not a cursor this API returned", param="cursor") from exc
-
-
 async def list_or_export(request: Request, sql: str, columns: list[str], filters: RecordFilters, *,
                          limit: int, cursor: str | None, fmt: str | None, name: str) -> dict | Response:
     engine = request.app.state.engine
@@ -35,10 +24,7 @@ async def list_or_export(request: Request, sql: str, columns: list[str], filters
     if fmt is not None:
         stmt, params = statement(sql, filters, None, None)
         return export_response(engine, fmt, name, columns, stmt, params, lambda r: row_out(r, columns))
-    stmt, params = statement(sql, filters, _cursor(cursor), limit + 1)
+    stmt, params = statement(sql, filters, decode_time_cursor(cursor), limit + 1)
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt, params)).all()
-    more = len(rows) > limit
-    rows = rows[:limit]
-    nxt = encode_cursor(rows[-1].created_at.isoformat(), rows[-1].sort_id) if more else None
-    return page([row_out(r, columns) for r in rows], nxt)
+    return page_of(rows, limit, lambda r: (r.created_at.isoformat(), r.sort_id), lambda r: row_out(r, columns))

@@ -14,17 +14,25 @@ import anyio
 import httpx
 from fastapi.responses import Response, StreamingResponse
 
-from tokens_forge.errors import ForgeError, SpendGuardError, Unauthorized, UpstreamError, UpstreamTimeout
+from tokens_forge.errors import (
+    Conflict,
+    ForgeError,
+    SpendGuardError,
+    Unauthorized,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from tokens_forge.guard import service as guard
 from tokens_forge.guard.bounds import affordable_output_tokens, cost, estimate_tokens, input_tokens_bound
 from tokens_forge.ids import new_id
 from tokens_forge.keys.auth import AuthedKey
-from tokens_forge.pipeline import store
+from tokens_forge.pipeline import idempotency, store
 from tokens_forge.pipeline.request import ChatRequest
 from tokens_forge.pipeline.store import AttemptEnd, ReceiptEnd, ReceiptHead
 from tokens_forge.routing.cache import RouteInfo
+from tokens_forge.routing.selection import plan_routes
 from tokens_forge.runs.flights import Flight, RunCancelled, bounded
-from tokens_forge.runs.service import mark_exhausted_if_spent
+from tokens_forge.runs.service import check_run_accepts, mark_exhausted_if_spent
 from tokens_forge.upstream import client as upstream
 from tokens_forge.upstream.client import UpstreamFailure
 from tokens_forge.upstream.sse import EventSplitter, StreamTally, error_event, process_event
@@ -151,7 +159,7 @@ class ChatStory:
         attempt_no = self.attempts + 1
         ttl = self.settings.hold_ttl_s + route.timeout_s
         res = await store.open_attempt(self.pg, self.head, route, attempt_no, sizing.amount, ttl,
-                                       create=not self._opened, reject=reject, gate=self.state.gate)
+                                       create=not self._opened, reject=reject, batcher=self.state.batcher)
         self._opened = True
         if res.ok:
             self.attempts = attempt_no
@@ -239,8 +247,6 @@ class ChatStory:
                          error="the run was cancelled")
         await self._finish(route, res, end, ReceiptEnd("cancelled", reason="the run was cancelled",
                                                        error_code="run_cancelled"))
-        from tokens_forge.errors import Conflict
-
         err = Conflict(f"run {self.head.run_id} was cancelled; this request was aborted", code="run_cancelled")
         err.receipt_id = self.head.id
         err.headers = {**self.headers, "X-TF-Charged-Micros": str(self.charged)}
@@ -421,10 +427,6 @@ async def handle_chat(state: Any, key: AuthedKey, req: ChatRequest, raw: bytes, 
                       run_id: str | None, idempotency_key: str | None) -> Response:
     """Plan the routes, claim the idempotency key, then tell the story. A run's in-flight request
     is registered so that a cancel reaches it in this process."""
-    from tokens_forge.pipeline import idempotency
-    from tokens_forge.routing.selection import plan_routes
-    from tokens_forge.runs.service import check_run_accepts
-
     if run_id is not None:
         await check_run_accepts(state.engine, run_id, key.account_id)
     routes = plan_routes(req.model, await state.routes.for_model(req.model), key, preference,

@@ -3,7 +3,12 @@
 from fastapi import APIRouter, Request, Response
 
 from tokens_forge.api.deps import SessionDep
-from tokens_forge.api.paging import CursorQ, LimitQ, decode_cursor, encode_cursor, page
+from tokens_forge.api.paging import (
+    CursorQ,
+    LimitQ,
+    decode_cursor,
+    page_of,
+)
 from tokens_forge.api.records import FormatQ, SinceQ, UntilQ, list_or_export
 from tokens_forge.audit.service import list_entries
 from tokens_forge.ledger.verify import verify
@@ -22,9 +27,7 @@ async def list_audit(session: SessionDep, limit: LimitQ = 50, cursor: CursorQ = 
     async with session.begin():
         rows = await list_entries(session, limit=limit + 1, before_id=before[0] if before else None,
                                   target_id=target_id, action=action)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return page(rows, encode_cursor(rows[-1]["seq"]) if more else None)
+    return page_of(rows, limit, lambda r: (r["seq"],))
 
 
 @router.get("/ledger/verify")

@@ -3,7 +3,12 @@
 from fastapi import APIRouter
 
 from tokens_forge.api.deps import AdminDep, SessionDep
-from tokens_forge.api.paging import CursorQ, LimitQ, decode_cursor, encode_cursor, page
+from tokens_forge.api.paging import (
+    CursorQ,
+    LimitQ,
+    decode_cursor,
+    page_of,
+)
 from tokens_forge.routing import service
 from tokens_forge.routing.schemas import RouteCreate, RouteUpdate
 
@@ -25,9 +30,7 @@ async def list_routes(session: SessionDep, model: str | None = None, limit: Limi
     after = decode_cursor(cursor, 1, (str,))
     async with session.begin():
         rows = await service.list_routes(session, model, limit=limit + 1, after_id=after[0] if after else None)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return page(rows, encode_cursor(rows[-1]["id"]) if more else None)
+    return page_of(rows, limit, lambda r: (r["id"],))
 
 
 @router.get("/routes/{route_id}")
@@ -51,6 +54,4 @@ async def list_price_snapshots(session: SessionDep, route_id: str | None = None,
     before = decode_cursor(cursor, 1, (str,))
     async with session.begin():
         rows = await service.list_snapshots(session, route_id, limit + 1, before[0] if before else None)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return page(rows, encode_cursor(rows[-1]["id"]) if more else None)
+    return page_of(rows, limit, lambda r: (r["id"],))

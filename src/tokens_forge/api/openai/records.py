@@ -4,7 +4,12 @@ key's account; another account's ids are indistinguishable from missing ones."""
 from fastapi import APIRouter, Request, Response
 
 from tokens_forge.api.deps import ApiKeyDep
-from tokens_forge.api.paging import CursorQ, LimitQ, decode_cursor, encode_cursor, page
+from tokens_forge.api.paging import (
+    CursorQ,
+    LimitQ,
+    decode_cursor,
+    page_of,
+)
 from tokens_forge.api.records import FormatQ, SinceQ, UntilQ, list_or_export
 from tokens_forge.ledger import views
 from tokens_forge.receipts.service import get_receipt
@@ -74,6 +79,4 @@ async def wallet_ledger(request: Request, key: ApiKeyDep, limit: LimitQ = 50, cu
         rows = await views.ledger_entries(conn, key.account_id, receipt_id=receipt_id, run_id=run_id, bucket=bucket,
                                           before=(int(before[0]), str(before[1])) if before else None,
                                           limit=limit + 1)
-    data = [views.entry_out(r) for r in rows[:limit]]
-    more = len(rows) > limit
-    return page(data, encode_cursor(rows[limit - 1].id, rows[limit - 1].side) if more else None)
+    return page_of(rows, limit, lambda r: (r.id, r.side), views.entry_out)

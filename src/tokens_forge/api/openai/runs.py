@@ -2,14 +2,18 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 
 from fastapi import APIRouter, Request
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokens_forge.api.deps import ApiKeyDep
-from tokens_forge.api.paging import CursorQ, LimitQ, decode_cursor, encode_cursor, page
-from tokens_forge.errors import InvalidRequest
+from tokens_forge.api.paging import (
+    CursorQ,
+    LimitQ,
+    decode_time_cursor,
+    encode_cursor,
+    page,
+)
 from tokens_forge.runs import service
 from tokens_forge.runs.schemas import PreflightRequest, RunCreate
 
@@ -42,21 +46,11 @@ async def create_run(body: RunCreate, request: Request, key: ApiKeyDep) -> dict:
         return await service.create_run(request.app.state, conn, key, body)
 
 
-def _cursor(cursor: str | None) -> tuple[datetime, str] | None:
-    values = decode_cursor(cursor, 2, (str, str))
-    if values is None:
-        return None
-    try:
-        return datetime.fromisoformat(values[0]), str(values[1])
-    except (TypeError, ValueError) as exc:
-        raise InvalidRequest("cursor: not a cursor this API returned", param="cursor") from exc
-
-
 @router.get("/v1/runs")
 async def list_runs(request: Request, key: ApiKeyDep, limit: LimitQ = 50, cursor: CursorQ = None) -> dict:
     """The account's runs, newest first, with their spend against the budget."""
     async with request.app.state.engine.connect() as conn:
-        data, nxt = await service.list_runs(conn, key.account_id, limit, _cursor(cursor))
+        data, nxt = await service.list_runs(conn, key.account_id, limit, decode_time_cursor(cursor))
     return page(data, encode_cursor(*nxt) if nxt else None)
 
 
