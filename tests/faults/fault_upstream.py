@@ -35,23 +35,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import socket
 import struct
 import time
 
+from tokens_forge.mock.upstream import prompt_tokens  # the same token count as the built-in mock
+
 LOG: list[tuple[str, bool]] = []
 
-
-def prompt_tokens(body: dict) -> int:
-    chars = 0
-    for m in body.get("messages") or []:
-        c = m.get("content") if isinstance(m, dict) else None
-        if isinstance(c, str):
-            chars += len(c)
-        elif isinstance(c, list):
-            chars += sum(len(p.get("text", "")) for p in c if isinstance(p, dict))
-    return max(1, math.ceil(chars / 4))
 
 
 def head(status: str, ctype: str, *, length: int | None = None, chunked: bool = False) -> bytes:
