@@ -317,4 +317,5 @@ main() {
   log "done in $((SECONDS - began)) s: BENCHMARKS.md, raw results in bench/results/"
 }
 
-main "$@"
+# Sourced (bench/quick.sh) it only defines the pieces.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then main "$@"; fi

@@ -27,7 +27,7 @@ from tokens_forge.db.url import plain_url
 from tokens_forge.errors import RequestTooLarge
 from tokens_forge.keys.auth import KeyCache
 from tokens_forge.pipeline.background import Background
-from tokens_forge.pipeline.store import AccountGate, ReservationBatcher
+from tokens_forge.pipeline.store import Batchers
 from tokens_forge.routing.cache import RouteCache
 
 log = logging.getLogger("tokens_forge")
@@ -90,8 +90,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         app.state.pg = await asyncpg.create_pool(plain_url(url), min_size=1, max_size=settings.hot_pool_size,
                                                  max_inactive_connection_lifetime=30, reset=_no_reset,
                                                  server_settings={"application_name": "tokens-forge-hot"})
-        app.state.gate = AccountGate()
-        app.state.batcher = ReservationBatcher()
+        app.state.batchers = Batchers.create()
         app.state.keys = KeyCache(app.state.pg, settings.key_cache_ttl_s)
         app.state.routes = RouteCache(app.state.pg, ttl_s=1.0)
         app.state.http = upstream_client(settings)

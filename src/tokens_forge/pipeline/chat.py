@@ -159,7 +159,7 @@ class ChatStory:
         attempt_no = self.attempts + 1
         ttl = self.settings.hold_ttl_s + route.timeout_s
         res = await store.open_attempt(self.pg, self.head, route, attempt_no, sizing.amount, ttl,
-                                       create=not self._opened, reject=reject, batcher=self.state.batcher)
+                                       create=not self._opened, reject=reject, batchers=self.state.batchers)
         self._opened = True
         if res.ok:
             self.attempts = attempt_no
@@ -213,7 +213,7 @@ class ChatStory:
         assert res.hold_id is not None
         self.charged += await store.finish_attempt(self.pg, self.head, route, self.attempts, res.hold_id,
                                                    end, final, durable=self.settings.durable_settle,
-                                                   gate=self.state.gate)
+                                                   batchers=self.state.batchers)
 
     def _failure_charge(self, route: RouteInfo, sizing: Sizing) -> tuple[int, str]:
         if route.failed_charge_mode == "flat":

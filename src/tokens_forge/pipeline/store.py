@@ -11,7 +11,6 @@ No transaction spans the upstream call."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,75 +53,60 @@ class ReceiptEnd:
     usage_estimated: bool = False
 
 
-class AccountGate:
-    """At most one settle per tenant account at a time in this worker process.
+class PhaseBatcher:
+    """One phase's writes in this worker process, coalesced (group commit). A request that reaches
+    the phase while a write is in flight queues; the next write carries every queued item (up to
+    MAX_BATCH, of any keys) in one statement and one transaction. At low load each write carries
+    one item through the single-item function, with no waiting; under load the cost of a
+    transaction, its WAL flush and its row locks is paid once per batch, not once per request.
 
-    A tenant's settles lock the same wallet, hold and counter rows; letting many of them queue on
-    PostgreSQL row locks (each waiter holding a connection and waking on every release) collapses
-    throughput on a hot key. Queuing them here is cheaper and keeps the pool free for other
-    tenants. (Reservations are coalesced instead: ReservationBatcher.) Correctness never depends
-    on this gate: the database locks do."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-
-    @contextlib.asynccontextmanager
-    async def hold(self, account_id: str):
-        lock = self._locks.get(account_id)
-        if lock is None:
-            lock = self._locks[account_id] = asyncio.Lock()
-        try:
-            async with lock:
-                yield
-        finally:
-            if not lock.locked() and not getattr(lock, "_waiters", None):
-                self._locks.pop(account_id, None)
-
-
-class ReservationBatcher:
-    """Reservations of one key (same run, same bucket) that arrive while another is being written
-    are coalesced into one transaction (tf_open_attempts): every hold stays durable, but a burst on
-    a hot key pays one WAL flush, not one each. A batch locks the same rows in the same order as a
-    single reservation, and caps are still checked item by item, in arrival order."""
+    The batch functions (migration 0005) give every item exactly the semantics of the single one,
+    in arrival order, and lock rows in the same global order, so correctness never depends on how
+    items were grouped. A batch that fails wrote nothing (one transaction): its items are retried
+    one by one, so that one bad item cannot fail the others."""
 
     MAX_BATCH = 64
 
-    def __init__(self) -> None:
+    def __init__(self, single_sql: str, batch_sql: str, *, shared_tail: int = 0):
+        self._single = single_sql
+        self._batch = batch_sql
+        self._shared_tail = shared_tail  # trailing arguments that are one value for a whole batch
         self._queues: dict[tuple, list] = {}
         self._draining: set[tuple] = set()
         self._tasks: set[asyncio.Task] = set()
 
-    async def submit(self, pg: asyncpg.Pool, batch_key: tuple, item: tuple) -> asyncpg.Record:
+    async def submit(self, pg: asyncpg.Pool, item: tuple) -> asyncpg.Record:
+        group = item[len(item) - self._shared_tail:] if self._shared_tail else ()
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._queues.setdefault(batch_key, []).append((item, fut))
-        if batch_key not in self._draining:
-            self._draining.add(batch_key)
-            task = asyncio.create_task(self._drain(pg, batch_key))
+        self._queues.setdefault(group, []).append((item, fut))
+        if group not in self._draining:
+            self._draining.add(group)
+            task = asyncio.create_task(self._drain(pg, group))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return await fut
 
-    async def _drain(self, pg: asyncpg.Pool, batch_key: tuple) -> None:
+    async def _drain(self, pg: asyncpg.Pool, group: tuple) -> None:
         try:
-            while self._queues.get(batch_key):
-                queue = self._queues[batch_key]
-                batch, self._queues[batch_key] = queue[: self.MAX_BATCH], queue[self.MAX_BATCH :]
+            while self._queues.get(group):
+                queue = self._queues[group]
+                batch, self._queues[group] = queue[: self.MAX_BATCH], queue[self.MAX_BATCH :]
                 await self._write(pg, batch)
         finally:
-            self._draining.discard(batch_key)
-            if not self._queues.get(batch_key):
-                self._queues.pop(batch_key, None)
+            self._draining.discard(group)
+            if not self._queues.get(group):
+                self._queues.pop(group, None)
 
     async def _write(self, pg: asyncpg.Pool, batch: list) -> None:
         try:
-            rows = [await pg.fetchrow(_OPEN, *batch[0][0])] if len(batch) == 1 else \
-                await pg.fetch(_OPEN_MANY, *_columns([item for item, _ in batch]))
+            if len(batch) == 1:
+                rows = [await pg.fetchrow(self._single, *batch[0][0])]
+            else:
+                rows = await pg.fetch(self._batch, *self._columns([item for item, _ in batch]))
         except Exception:
-            # The batch was one transaction and wrote nothing: retry its items one by one so that
-            # one bad item cannot fail the others.
             for item, fut in batch:
                 try:
-                    _resolve(fut, await pg.fetchrow(_OPEN, *item))
+                    _resolve(fut, await pg.fetchrow(self._single, *item))
                 except Exception as exc:
                     if not fut.done():
                         fut.set_exception(exc)
@@ -130,40 +114,48 @@ class ReservationBatcher:
         for (_, fut), row in zip(batch, rows, strict=True):
             _resolve(fut, row)
 
+    def _columns(self, items: list[tuple]) -> list:
+        """The single function's arguments of each item → the batch function's arrays (and the
+        shared trailing arguments once)."""
+        columns = [list(c) for c in zip(*items, strict=True)]
+        if self._shared_tail:
+            return columns[: -self._shared_tail] + [c[0] for c in columns[-self._shared_tail:]]
+        return columns
+
 
 def _resolve(fut: asyncio.Future, row: Any) -> None:
     if not fut.done():
         fut.set_result(row)
 
 
-def _columns(items: list[tuple]) -> tuple:
-    """tf_open_attempt's arguments of each item → tf_open_attempts' arrays (the key, project, run
-    and bucket are the same for every item of a batch)."""
-    c = list(zip(*items, strict=True))
-    return (list(c[0]), list(c[1]), c[2][0], c[3][0], c[4][0], c[5][0], list(c[6]), list(c[7]), list(c[8]),
-            list(c[9]), list(c[10]), c[11][0], list(c[12]), list(c[13]), list(c[14]), list(c[15]), list(c[16]))
-
-
-_NO_GATE = AccountGate()  # callers without an app (scripts, benchmarks) still get one per process
-
 _OPEN = "SELECT * FROM tf_open_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)"
-_OPEN_MANY = ("SELECT o_hold_id AS hold_id, o_refused_scope AS refused_scope, o_remaining AS remaining "
-              "FROM tf_open_attempts($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) "
-              "ORDER BY o_index")
+_OPEN_BATCH = ("SELECT o_hold_id AS hold_id, o_refused_scope AS refused_scope, o_remaining AS remaining "
+               "FROM tf_open_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) "
+               "ORDER BY o_index")
 _FINISH = ("SELECT charged FROM tf_finish_attempt($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, "
            "$15, $16, $17, $18, $19)")
+_FINISH_BATCH = ("SELECT o_charged AS charged FROM tf_finish_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+                 "$12, $13, $14, $15, $16, $17, $18, $19) ORDER BY o_index")
+
+
+@dataclass
+class Batchers:
+    """The hot path's two phases, each with its own group commit (on app.state)."""
+    open: PhaseBatcher
+    finish: PhaseBatcher
+
+    @classmethod
+    def create(cls) -> Batchers:
+        return cls(PhaseBatcher(_OPEN, _OPEN_BATCH), PhaseBatcher(_FINISH, _FINISH_BATCH, shared_tail=1))
 
 
 async def open_attempt(pg: asyncpg.Pool, head: ReceiptHead, route: RouteInfo, attempt_no: int, amount: int,
                        ttl_s: float, *, create: bool, reject: bool,
-                       batcher: ReservationBatcher | None = None) -> Reservation:
+                       batchers: Batchers | None = None) -> Reservation:
     item = (head.id, create, head.account_id, head.project_id, head.key_id, head.run_id, head.model, head.stream,
             head.idempotency_key, route.id, route.kind, route.bucket, route.price_snapshot_id, attempt_no, amount,
-            ttl_s, reject)
-    if batcher is None:
-        row = await pg.fetchrow(_OPEN, *item)
-    else:
-        row = await batcher.submit(pg, (head.key_id, head.run_id, route.bucket), item)
+            float(ttl_s), reject)
+    row = await pg.fetchrow(_OPEN, *item) if batchers is None else await batchers.open.submit(pg, item)
     return Reservation(row["hold_id"], None, row["refused_scope"], int(row["remaining"] or 0))
 
 
@@ -173,16 +165,16 @@ async def explain_rejection(pg: asyncpg.Pool, receipt_id: str, reason: str) -> N
 
 async def finish_attempt(pg: asyncpg.Pool, head: ReceiptHead, route: RouteInfo, attempt_no: int, hold_id: int,
                          end: AttemptEnd, final: ReceiptEnd | None, *, durable: bool = True,
-                         gate: AccountGate | None = None) -> int:
+                         batchers: Batchers | None = None) -> int:
     """Returns what was actually charged (0 when the sweeper had already released the hold).
     `durable=False` lets the commit skip the WAL flush wait (see tf_finish_attempt)."""
     f = final or ReceiptEnd(status="")
-    async with (gate or _NO_GATE).hold(head.account_id):
-        return int(await pg.fetchval(
-            _FINISH, hold_id, end.charge, end.charge_kind, head.id, attempt_no, end.outcome, end.upstream_status,
+    item = (hold_id, end.charge, end.charge_kind, head.id, attempt_no, end.outcome, end.upstream_status,
             end.prompt_tokens, end.completion_tokens, end.charge_reason, end.error, end.latency_ms,
             final.status if final else None, f.reason, f.error_code, f.usage_estimated, route.kind, route.bucket,
-            durable))
+            durable)
+    row = await pg.fetchrow(_FINISH, *item) if batchers is None else await batchers.finish.submit(pg, item)
+    return int(row["charged"])
 
 
 async def close_receipt(pg: asyncpg.Pool, receipt_id: str, final: ReceiptEnd) -> None:

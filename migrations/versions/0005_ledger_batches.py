@@ -1,0 +1,389 @@
+"""Set-based batches of the two hot-path phases, for many requests of any keys at once:
+
+- tf_open_batch: the receipts, reservations and attempt rows of N requests in one transaction
+  (one WAL flush for N durable holds);
+- tf_finish_batch: the resolutions, outcomes and receipt totals of N attempts in one transaction.
+
+Each item has exactly the semantics of tf_open_attempt / tf_finish_attempt, in item order: caps
+and balances are checked item by item against the locked rows as the earlier items of the batch
+left them. What changes is the cost: every spend counter and ledger account that the batch
+touches is locked once (counters by id, then ledger accounts by id: the order of the single
+functions, so batches and single calls never deadlock), updated once with the sum of its items,
+and the rows of all items are written with one INSERT or UPDATE per table. Transfer ids are
+drawn in item order while the accounts are locked, so running balances follow transfer ids.
+
+Revision ID: 0005
+Revises: 0004
+"""
+from alembic import op
+
+from tokens_forge.db.sql import run_script
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+UPGRADE = """
+CREATE FUNCTION tf_open_batch(
+    p_receipts TEXT[], p_creates BOOLEAN[], p_accounts TEXT[], p_projects TEXT[], p_keys TEXT[], p_runs TEXT[],
+    p_models TEXT[], p_streams BOOLEAN[], p_idempotency_keys TEXT[], p_routes TEXT[], p_kinds TEXT[],
+    p_buckets TEXT[], p_snapshots TEXT[], p_attempts INTEGER[], p_amounts BIGINT[],
+    p_ttls DOUBLE PRECISION[], p_rejects BOOLEAN[])
+RETURNS TABLE (o_index INTEGER, o_hold_id BIGINT, o_refused_scope TEXT, o_remaining BIGINT)
+LANGUAGE plpgsql AS $$
+DECLARE
+    n        INTEGER := coalesce(array_length(p_receipts, 1), 0);
+    v_day    TEXT := to_char((now() AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD');
+    -- the keys of the batch (and their projects' limits), read once
+    k_ids TEXT[]; k_acct TEXT[]; k_proj TEXT[]; k_active BOOLEAN[]; k_per_req BIGINT[];
+    k_daily BIGINT[]; k_total BIGINT[]; k_pdaily BIGINT[]; k_ptotal BIGINT[];
+    -- the runs of the batch: budget per run (NULL when the run is not the key's account's)
+    r_ids TEXT[]; r_acct TEXT[]; r_budget BIGINT[];
+    -- the spend counters of the batch, locked: 'scope|owner|period' -> id, used, added
+    c_names TEXT[]; c_ids BIGINT[]; c_used BIGINT[]; c_add BIGINT[];
+    -- the ledger accounts of the batch, locked: code -> id, balance, debits and credits added
+    a_codes TEXT[]; a_ids BIGINT[]; a_bal BIGINT[]; a_deb BIGINT[]; a_cred BIGINT[];
+    -- per item
+    o_hold BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    o_scope TEXT[] := array_fill(NULL::TEXT, ARRAY[n]);
+    o_rem BIGINT[] := array_fill(0::BIGINT, ARRAY[n]);
+    o_acct TEXT[] := array_fill(NULL::TEXT, ARRAY[n]);
+    o_counters TEXT[] := array_fill(NULL::TEXT, ARRAY[n]);
+    o_transfer BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    o_wallet BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    o_holdacct BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    o_wallet_after BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    o_hold_after BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    ki INTEGER; ri INTEGER; wi INTEGER; hi INTEGER; ci INTEGER; j INTEGER;
+    s_names TEXT[]; s_scopes TEXT[]; s_limits BIGINT[]; v_ids BIGINT[]; v_amount BIGINT; v_left BIGINT;
+    w_acct TEXT[]; w_scope TEXT[]; w_owner TEXT[]; w_period TEXT[];
+BEGIN
+    IF n = 0 THEN RETURN; END IF;
+    INSERT INTO receipts (id, account_id, project_id, key_id, run_id, model, stream, route_kind, bucket,
+                          idempotency_key)
+    SELECT p_receipts[i], p_accounts[i], p_projects[i], p_keys[i], p_runs[i], p_models[i], p_streams[i],
+           p_kinds[i], p_buckets[i], p_idempotency_keys[i]
+      FROM generate_subscripts(p_receipts, 1) i
+     WHERE p_creates[i]
+     ORDER BY i;
+
+    SELECT array_agg(k.id), array_agg(k.account_id), array_agg(k.project_id), array_agg(k.status = 'active'),
+           array_agg(k.per_request_limit_micros), array_agg(k.daily_limit_micros), array_agg(k.total_limit_micros),
+           array_agg(p.daily_limit_micros), array_agg(p.total_limit_micros)
+      INTO k_ids, k_acct, k_proj, k_active, k_per_req, k_daily, k_total, k_pdaily, k_ptotal
+      FROM api_keys k JOIN projects p ON p.id = k.project_id
+     WHERE k.id = ANY(p_keys);
+    SELECT array_agg(r.id), array_agg(r.account_id), array_agg(r.budget_micros)
+      INTO r_ids, r_acct, r_budget
+      FROM runs r WHERE r.id = ANY(p_runs);
+
+    -- Every counter the batch needs exists (a new UTC day creates them), then all are locked in
+    -- id order. Missing rows are created in one sorted statement so that two batches creating
+    -- the same counters take the unique index's locks in the same order.
+    SELECT array_agg(w.account_id ORDER BY w.s, w.o, w.pr), array_agg(w.s ORDER BY w.s, w.o, w.pr),
+           array_agg(w.o ORDER BY w.s, w.o, w.pr), array_agg(w.pr ORDER BY w.s, w.o, w.pr)
+      INTO w_acct, w_scope, w_owner, w_period
+      FROM (SELECT DISTINCT k.account_id, v.s, v.o, v.pr
+              FROM generate_subscripts(p_keys, 1) i
+              JOIN api_keys k ON k.id = p_keys[i] AND k.status = 'active'
+             CROSS JOIN LATERAL (VALUES ('key_daily', k.id, v_day), ('key_total', k.id, 'total'),
+                                        ('project_daily', k.project_id, v_day),
+                                        ('project_total', k.project_id, 'total'),
+                                        ('run', p_runs[i], 'total')) v(s, o, pr)
+             WHERE v.o IS NOT NULL) w;
+    IF (SELECT count(*) FROM spend_counters sc JOIN unnest(w_scope, w_owner, w_period) t(s, o, pr)
+           ON sc.scope = t.s AND sc.owner_id = t.o AND sc.period = t.pr) < coalesce(array_length(w_scope, 1), 0) THEN
+        INSERT INTO spend_counters (account_id, scope, owner_id, period)
+        SELECT t.a, t.s, t.o, t.pr FROM unnest(w_acct, w_scope, w_owner, w_period) WITH ORDINALITY t(a, s, o, pr, n)
+         ORDER BY t.n
+        ON CONFLICT (scope, owner_id, period) DO NOTHING;
+    END IF;
+    -- Lock order: counters by id. NO KEY UPDATE so foreign-key checks elsewhere never wait.
+    SELECT array_agg(c.scope || '|' || c.owner_id || '|' || c.period ORDER BY c.id), array_agg(c.id ORDER BY c.id),
+           array_agg(c.pending_micros + c.posted_micros ORDER BY c.id)
+      INTO c_names, c_ids, c_used
+      FROM (SELECT sc.* FROM spend_counters sc JOIN unnest(w_scope, w_owner, w_period) t(s, o, pr)
+                ON sc.scope = t.s AND sc.owner_id = t.o AND sc.period = t.pr
+             ORDER BY sc.id FOR NO KEY UPDATE OF sc) c;
+    c_add := array_fill(0::BIGINT, ARRAY[coalesce(array_length(c_ids, 1), 0)]);
+
+    -- Then the wallets and hold accounts, by id.
+    SELECT array_agg(s.code ORDER BY s.id), array_agg(s.id ORDER BY s.id),
+           array_agg(s.credits_posted - s.debits_posted ORDER BY s.id)
+      INTO a_codes, a_ids, a_bal
+      FROM (SELECT la.* FROM ledger_accounts la
+             WHERE la.code IN (SELECT kind || ':' || k.account_id || ':' || p_buckets[i]
+                                 FROM generate_subscripts(p_keys, 1) i JOIN api_keys k ON k.id = p_keys[i],
+                                      unnest(ARRAY['wallet', 'hold']) kind)
+             ORDER BY la.id FOR NO KEY UPDATE) s;
+    a_deb := array_fill(0::BIGINT, ARRAY[coalesce(array_length(a_ids, 1), 0)]);
+    a_cred := array_fill(0::BIGINT, ARRAY[coalesce(array_length(a_ids, 1), 0)]);
+
+    FOR i IN 1 .. n LOOP
+        v_amount := p_amounts[i];
+        ki := array_position(k_ids, p_keys[i]);
+        IF ki IS NULL OR NOT k_active[ki] THEN
+            o_scope[i] := 'key_revoked'; CONTINUE;
+        END IF;
+        o_acct[i] := k_acct[ki];
+        IF k_per_req[ki] IS NOT NULL AND v_amount > k_per_req[ki] THEN
+            o_scope[i] := 'key_per_request'; o_rem[i] := k_per_req[ki]; CONTINUE;
+        END IF;
+        s_scopes := ARRAY['key_daily', 'key_total', 'project_daily', 'project_total'];
+        s_names := ARRAY['key_daily|' || p_keys[i] || '|' || v_day, 'key_total|' || p_keys[i] || '|total',
+                         'project_daily|' || k_proj[ki] || '|' || v_day, 'project_total|' || k_proj[ki] || '|total'];
+        s_limits := ARRAY[k_daily[ki], k_total[ki], k_pdaily[ki], k_ptotal[ki]];
+        IF p_runs[i] IS NOT NULL THEN
+            ri := array_position(r_ids, p_runs[i]);
+            s_scopes := s_scopes || 'run'::TEXT;
+            s_names := s_names || ('run|' || p_runs[i] || '|total');
+            s_limits := s_limits || CASE WHEN ri IS NOT NULL AND r_acct[ri] = k_acct[ki] THEN r_budget[ri] END;
+        END IF;
+        v_ids := ARRAY[]::BIGINT[];
+        FOR j IN 1 .. array_length(s_names, 1) LOOP
+            ci := array_position(c_names, s_names[j]);
+            v_ids := v_ids || c_ids[ci];
+            IF s_limits[j] IS NOT NULL THEN
+                v_left := s_limits[j] - c_used[ci];
+                IF v_left < v_amount THEN
+                    o_scope[i] := s_scopes[j]; o_rem[i] := greatest(v_left, 0); EXIT;
+                END IF;
+            END IF;
+        END LOOP;
+        CONTINUE WHEN o_scope[i] IS NOT NULL;
+        wi := array_position(a_codes, 'wallet:' || k_acct[ki] || ':' || p_buckets[i]);
+        hi := array_position(a_codes, 'hold:' || k_acct[ki] || ':' || p_buckets[i]);
+        IF wi IS NULL OR hi IS NULL OR a_bal[wi] < v_amount THEN
+            o_scope[i] := 'bucket'; o_rem[i] := coalesce(a_bal[wi], 0); CONTINUE;
+        END IF;
+        FOR j IN 1 .. array_length(s_names, 1) LOOP
+            ci := array_position(c_names, s_names[j]);
+            c_used[ci] := c_used[ci] + v_amount;
+            c_add[ci] := c_add[ci] + v_amount;
+        END LOOP;
+        o_hold[i] := nextval(pg_get_serial_sequence('holds', 'id'));
+        o_counters[i] := v_ids::TEXT;
+        IF v_amount > 0 THEN
+            a_bal[wi] := a_bal[wi] - v_amount; a_deb[wi] := a_deb[wi] + v_amount;
+            a_bal[hi] := a_bal[hi] + v_amount; a_cred[hi] := a_cred[hi] + v_amount;
+            o_transfer[i] := nextval(pg_get_serial_sequence('transfers', 'id'));
+            o_wallet[i] := a_ids[wi]; o_holdacct[i] := a_ids[hi];
+            o_wallet_after[i] := a_bal[wi]; o_hold_after[i] := a_bal[hi];
+        END IF;
+        o_rem[i] := a_bal[wi];
+    END LOOP;
+
+    UPDATE spend_counters sc SET pending_micros = sc.pending_micros + d.amount
+      FROM unnest(c_ids, c_add) d(id, amount) WHERE sc.id = d.id AND d.amount > 0;
+    UPDATE ledger_accounts la SET debits_posted = la.debits_posted + d.deb, credits_posted = la.credits_posted + d.cred
+      FROM unnest(a_ids, a_deb, a_cred) d(id, deb, cred) WHERE la.id = d.id AND (d.deb > 0 OR d.cred > 0);
+    INSERT INTO holds (id, account_id, bucket, amount, counter_ids, receipt_id, attempt_no, run_id, expires_at)
+    SELECT o_hold[i], o_acct[i], p_buckets[i], p_amounts[i], o_counters[i]::BIGINT[], p_receipts[i], p_attempts[i],
+           p_runs[i], now() + make_interval(secs => p_ttls[i])
+      FROM generate_subscripts(p_receipts, 1) i WHERE o_hold[i] IS NOT NULL ORDER BY i;
+    INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, account_id, bucket, hold_id,
+                           receipt_id, attempt_no, run_id, debit_balance_after, credit_balance_after)
+    SELECT o_transfer[i], o_wallet[i], o_holdacct[i], p_amounts[i], 'reserve', o_acct[i], p_buckets[i], o_hold[i],
+           p_receipts[i], p_attempts[i], p_runs[i], o_wallet_after[i], o_hold_after[i]
+      FROM generate_subscripts(p_receipts, 1) i WHERE o_transfer[i] IS NOT NULL ORDER BY i;
+    INSERT INTO attempts (receipt_id, attempt_no, account_id, route_id, route_kind, bucket, price_snapshot_id,
+                          hold_id, reserved_micros)
+    SELECT p_receipts[i], p_attempts[i], o_acct[i], p_routes[i], p_kinds[i], p_buckets[i], p_snapshots[i],
+           o_hold[i], p_amounts[i]
+      FROM generate_subscripts(p_receipts, 1) i WHERE o_hold[i] IS NOT NULL ORDER BY i;
+    UPDATE runs SET status = CASE WHEN status = 'ready' THEN 'running' ELSE status END,
+                    last_activity_at = now(), updated_at = now()
+     WHERE id IN (SELECT p_runs[i] FROM generate_subscripts(p_receipts, 1) i WHERE o_hold[i] IS NOT NULL);
+    UPDATE receipts r
+       SET status = 'rejected', route_kind = p_kinds[i], bucket = p_buckets[i], completed_at = clock_timestamp(),
+           reason = 'refused by the spend guard (' || o_scope[i] || ')',
+           error_code = CASE o_scope[i] WHEN 'bucket' THEN 'insufficient_balance'
+                                        WHEN 'key_revoked' THEN 'invalid_api_key'
+                                        ELSE 'spend_limit_exceeded' END
+      FROM generate_subscripts(p_receipts, 1) i
+     WHERE r.id = p_receipts[i] AND o_scope[i] IS NOT NULL AND p_rejects[i];
+
+    RETURN QUERY SELECT i, o_hold[i], o_scope[i], o_rem[i] FROM generate_subscripts(p_receipts, 1) i ORDER BY i;
+END $$;
+
+CREATE FUNCTION tf_finish_batch(
+    p_holds BIGINT[], p_charges BIGINT[], p_kinds TEXT[], p_receipts TEXT[], p_attempts INTEGER[],
+    p_outcomes TEXT[], p_upstream_statuses INTEGER[], p_prompt_tokens INTEGER[], p_completion_tokens INTEGER[],
+    p_reasons TEXT[], p_errors TEXT[], p_latencies INTEGER[], p_final_statuses TEXT[], p_final_reasons TEXT[],
+    p_final_codes TEXT[], p_usage_estimated BOOLEAN[], p_route_kinds TEXT[], p_buckets TEXT[],
+    p_durable BOOLEAN)
+RETURNS TABLE (o_index INTEGER, o_charged BIGINT)
+LANGUAGE plpgsql AS $$
+DECLARE
+    n        INTEGER := coalesce(array_length(p_holds, 1), 0);
+    -- per item, set when its hold was still open and is resolved now
+    h_amount BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    h_charged BIGINT[] := array_fill(NULL::BIGINT, ARRAY[n]);
+    h_status TEXT[] := array_fill(NULL::TEXT, ARRAY[n]);
+    h_acct TEXT[] := array_fill(NULL::TEXT, ARRAY[n]);
+    h_bucket TEXT[] := array_fill(NULL::TEXT, ARRAY[n]);
+    h_run TEXT[] := array_fill(NULL::TEXT, ARRAY[n]);
+    h_counters TEXT[] := array_fill(NULL::TEXT, ARRAY[n]);
+    r RECORD;
+    v_counters BIGINT[] := ARRAY[]::BIGINT[];
+    v_codes TEXT[] := ARRAY[]::TEXT[];
+    a_codes TEXT[]; a_ids BIGINT[]; a_bal BIGINT[]; a_deb BIGINT[]; a_cred BIGINT[];
+    -- the transfers of the batch, in order
+    t_id BIGINT[] := ARRAY[]::BIGINT[]; t_deb BIGINT[] := ARRAY[]::BIGINT[]; t_cred BIGINT[] := ARRAY[]::BIGINT[];
+    t_amount BIGINT[] := ARRAY[]::BIGINT[]; t_kind TEXT[] := ARRAY[]::TEXT[]; t_item INTEGER[] := ARRAY[]::INTEGER[];
+    t_reason TEXT[] := ARRAY[]::TEXT[]; t_deb_after BIGINT[] := ARRAY[]::BIGINT[];
+    t_cred_after BIGINT[] := ARRAY[]::BIGINT[];
+    wi INTEGER; hi INTEGER; vi INTEGER; oi INTEGER; v_over BIGINT;
+BEGIN
+    IF n = 0 THEN RETURN; END IF;
+    IF NOT p_durable THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
+    -- Resolve each hold exactly once: a hold that is no longer open (the sweeper expired it)
+    -- matches nothing and charges nothing.
+    FOR r IN
+        WITH u AS (SELECT * FROM unnest(p_holds, p_charges, p_outcomes) WITH ORDINALITY AS u(hold, charge, outcome, i))
+        UPDATE holds h
+           SET status = CASE WHEN u.charge > 0 OR u.outcome = 'success' THEN 'settled' ELSE 'voided' END,
+               charged = least(greatest(u.charge, 0), h.amount), resolved_at = now()
+          FROM u WHERE h.id = u.hold AND h.status = 'open'
+        RETURNING u.i, h.amount, h.charged, h.status, h.account_id, h.bucket, h.run_id, h.counter_ids
+    LOOP
+        h_amount[r.i] := r.amount; h_charged[r.i] := r.charged; h_status[r.i] := r.status;
+        h_acct[r.i] := r.account_id; h_bucket[r.i] := r.bucket; h_run[r.i] := r.run_id;
+        h_counters[r.i] := r.counter_ids::TEXT;
+        v_counters := v_counters || r.counter_ids;
+        IF r.amount > 0 OR p_charges[r.i] > r.amount THEN
+            v_codes := v_codes || ('wallet:' || r.account_id || ':' || r.bucket) || ('hold:' || r.account_id || ':' || r.bucket)
+                               || tf_revenue_code(r.bucket, r.account_id);
+            IF p_charges[r.i] > r.amount THEN v_codes := v_codes || 'overage'::TEXT; END IF;
+        END IF;
+    END LOOP;
+
+    IF array_length(v_counters, 1) > 0 THEN
+        PERFORM 1 FROM spend_counters WHERE id = ANY(v_counters) ORDER BY id FOR NO KEY UPDATE;
+        UPDATE spend_counters sc
+           SET pending_micros = sc.pending_micros - d.amount, posted_micros = sc.posted_micros + d.charged
+          FROM (SELECT c.id, sum(h_amount[i]) AS amount, sum(h_charged[i]) AS charged
+                  FROM generate_subscripts(p_holds, 1) i, unnest(h_counters[i]::BIGINT[]) c(id)
+                 WHERE h_amount[i] IS NOT NULL
+                 GROUP BY c.id) d
+         WHERE sc.id = d.id;
+    END IF;
+
+    IF array_length(v_codes, 1) > 0 THEN
+        -- Lock order: ledger accounts by id (the revenue shards and overage were created first).
+        SELECT array_agg(s.code ORDER BY s.id), array_agg(s.id ORDER BY s.id),
+               array_agg(s.credits_posted - s.debits_posted ORDER BY s.id)
+          INTO a_codes, a_ids, a_bal
+          FROM (SELECT la.* FROM ledger_accounts la WHERE la.code = ANY(v_codes) ORDER BY la.id FOR NO KEY UPDATE) s;
+        a_deb := array_fill(0::BIGINT, ARRAY[array_length(a_ids, 1)]);
+        a_cred := array_fill(0::BIGINT, ARRAY[array_length(a_ids, 1)]);
+        FOR i IN 1 .. n LOOP
+            CONTINUE WHEN h_amount[i] IS NULL;
+            v_over := greatest(p_charges[i] - h_amount[i], 0);
+            CONTINUE WHEN h_amount[i] = 0 AND v_over = 0;
+            wi := array_position(a_codes, 'wallet:' || h_acct[i] || ':' || h_bucket[i]);
+            hi := array_position(a_codes, 'hold:' || h_acct[i] || ':' || h_bucket[i]);
+            vi := array_position(a_codes, tf_revenue_code(h_bucket[i], h_acct[i]));
+            IF h_charged[i] > 0 THEN  -- hold -> revenue
+                a_bal[hi] := a_bal[hi] - h_charged[i]; a_deb[hi] := a_deb[hi] + h_charged[i];
+                a_bal[vi] := a_bal[vi] + h_charged[i]; a_cred[vi] := a_cred[vi] + h_charged[i];
+                t_id := t_id || nextval(pg_get_serial_sequence('transfers', 'id')); t_item := t_item || i;
+                t_deb := t_deb || a_ids[hi]; t_cred := t_cred || a_ids[vi]; t_amount := t_amount || h_charged[i];
+                t_kind := t_kind || p_kinds[i]; t_reason := t_reason || NULL::TEXT;
+                t_deb_after := t_deb_after || a_bal[hi]; t_cred_after := t_cred_after || a_bal[vi];
+            END IF;
+            IF h_amount[i] > h_charged[i] THEN  -- hold -> wallet: the rest is released
+                a_bal[hi] := a_bal[hi] - (h_amount[i] - h_charged[i]); a_deb[hi] := a_deb[hi] + (h_amount[i] - h_charged[i]);
+                a_bal[wi] := a_bal[wi] + (h_amount[i] - h_charged[i]); a_cred[wi] := a_cred[wi] + (h_amount[i] - h_charged[i]);
+                t_id := t_id || nextval(pg_get_serial_sequence('transfers', 'id')); t_item := t_item || i;
+                t_deb := t_deb || a_ids[hi]; t_cred := t_cred || a_ids[wi]; t_amount := t_amount || (h_amount[i] - h_charged[i]);
+                t_kind := t_kind || 'release'::TEXT; t_reason := t_reason || h_status[i];
+                t_deb_after := t_deb_after || a_bal[hi]; t_cred_after := t_cred_after || a_bal[wi];
+            END IF;
+            IF v_over > 0 THEN  -- overage -> revenue: the upstream's usage beyond the hold
+                oi := array_position(a_codes, 'overage');
+                a_bal[oi] := a_bal[oi] - v_over; a_deb[oi] := a_deb[oi] + v_over;
+                a_bal[vi] := a_bal[vi] + v_over; a_cred[vi] := a_cred[vi] + v_over;
+                t_id := t_id || nextval(pg_get_serial_sequence('transfers', 'id')); t_item := t_item || i;
+                t_deb := t_deb || a_ids[oi]; t_cred := t_cred || a_ids[vi]; t_amount := t_amount || v_over;
+                t_kind := t_kind || p_kinds[i]; t_reason := t_reason || 'overage: upstream usage beyond the hold'::TEXT;
+                t_deb_after := t_deb_after || a_bal[oi]; t_cred_after := t_cred_after || a_bal[vi];
+            END IF;
+        END LOOP;
+        UPDATE ledger_accounts la
+           SET debits_posted = la.debits_posted + d.deb, credits_posted = la.credits_posted + d.cred
+          FROM unnest(a_ids, a_deb, a_cred) d(id, deb, cred) WHERE la.id = d.id AND (d.deb > 0 OR d.cred > 0);
+        INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, account_id, bucket, hold_id,
+                               receipt_id, attempt_no, run_id, reason, debit_balance_after, credit_balance_after)
+        SELECT t.id, t.deb, t.cred, t.amount, t.kind, h_acct[t.item], h_bucket[t.item], p_holds[t.item],
+               p_receipts[t.item], p_attempts[t.item], h_run[t.item], t.reason, t.deb_after, t.cred_after
+          FROM unnest(t_id, t_deb, t_cred, t_amount, t_kind, t_item, t_reason, t_deb_after, t_cred_after)
+               AS t(id, deb, cred, amount, kind, item, reason, deb_after, cred_after)
+         ORDER BY t.id;
+    END IF;
+
+    UPDATE attempts a
+       SET ended_at = clock_timestamp(), outcome = p_outcomes[i], upstream_status = p_upstream_statuses[i],
+           prompt_tokens = p_prompt_tokens[i], completion_tokens = p_completion_tokens[i],
+           charged_micros = coalesce(h_charged[i], 0),
+           charge_reason = CASE WHEN h_amount[i] IS NOT NULL THEN p_reasons[i]
+                                ELSE 'the hold had expired before settlement; nothing charged' END,
+           error = p_errors[i], latency_ms = p_latencies[i]
+      FROM generate_subscripts(p_holds, 1) i
+     WHERE a.receipt_id = p_receipts[i] AND a.attempt_no = p_attempts[i];
+    UPDATE receipts rc
+       SET total_charged_micros = rc.total_charged_micros + coalesce(h_charged[i], 0),
+           status = CASE WHEN p_final_statuses[i] IS NOT NULL AND rc.status = 'pending' THEN p_final_statuses[i]
+                         ELSE rc.status END,
+           reason = CASE WHEN p_final_statuses[i] IS NOT NULL THEN coalesce(p_final_reasons[i], rc.reason)
+                         ELSE rc.reason END,
+           error_code = CASE WHEN p_final_statuses[i] IS NOT NULL THEN p_final_codes[i] ELSE rc.error_code END,
+           usage_estimated = CASE WHEN p_final_statuses[i] IS NOT NULL THEN p_usage_estimated[i]
+                                  ELSE rc.usage_estimated END,
+           route_kind = CASE WHEN p_final_statuses[i] IS NOT NULL THEN p_route_kinds[i] ELSE rc.route_kind END,
+           bucket = CASE WHEN p_final_statuses[i] IS NOT NULL THEN p_buckets[i] ELSE rc.bucket END,
+           prompt_tokens = rc.prompt_tokens + CASE WHEN p_final_statuses[i] IS NOT NULL THEN p_prompt_tokens[i] ELSE 0 END,
+           completion_tokens = rc.completion_tokens
+                               + CASE WHEN p_final_statuses[i] IS NOT NULL THEN p_completion_tokens[i] ELSE 0 END,
+           completed_at = CASE WHEN p_final_statuses[i] IS NOT NULL THEN clock_timestamp() ELSE rc.completed_at END
+      FROM generate_subscripts(p_holds, 1) i
+     WHERE rc.id = p_receipts[i];
+
+    RETURN QUERY SELECT i, coalesce(h_charged[i], 0::BIGINT) FROM generate_subscripts(p_holds, 1) i ORDER BY i;
+END $$;
+
+-- The hot-path functions look rows up by key only (primary keys, unique codes, the counters'
+-- unique key). Plans are cached per session and made from the statistics of the moment: on a
+-- young database (or a server without autovacuum) the tables look empty and the planner picks
+-- sequential scans and hash joins that then scan every row ever written. Index paths always
+-- exist for these statements, so seq scans are switched off inside them.
+-- Every request updates the same few spend counters and ledger accounts (a hot key's counters,
+-- its wallet and hold account) several times a second. Each update leaves a dead version on the
+-- row's page, and every lookup walks that chain until the page is pruned. PostgreSQL prunes a
+-- page on access once its free space falls below the table's fillfactor target, so a low
+-- fillfactor keeps these rows' chains a few versions long instead of a page full.
+ALTER TABLE spend_counters SET (fillfactor = 10);
+ALTER TABLE ledger_accounts SET (fillfactor = 10);
+
+ALTER FUNCTION tf_open_batch SET enable_seqscan = off;
+ALTER FUNCTION tf_finish_batch SET enable_seqscan = off;
+ALTER FUNCTION tf_open_attempt SET enable_seqscan = off;
+ALTER FUNCTION tf_finish_attempt SET enable_seqscan = off;
+ALTER FUNCTION tf_reserve SET enable_seqscan = off;
+ALTER FUNCTION tf_resolve SET enable_seqscan = off;
+"""
+
+
+def upgrade() -> None:
+    run_script(op.execute, UPGRADE)
+
+
+def downgrade() -> None:
+    op.execute("ALTER TABLE spend_counters RESET (fillfactor)")
+    op.execute("ALTER TABLE ledger_accounts RESET (fillfactor)")
+    for fn in ("tf_open_attempt", "tf_finish_attempt", "tf_reserve", "tf_resolve"):
+        op.execute(f"ALTER FUNCTION {fn} RESET enable_seqscan")
+    op.execute("DROP FUNCTION IF EXISTS tf_open_batch, tf_finish_batch")
