@@ -43,11 +43,12 @@ def frame_name(frame: str) -> tuple[str, str]:
 # What each sample was doing, by the first marker found in its stack (most specific first).
 STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("asyncpg pool: reset query on every release", ("Connection.reset (asyncpg",)),
+    ("DB: group commit of reservations and settles", ("LedgerWriter.",)),
     ("DB: open_attempt (receipt + reserve)", ("open_attempt (tokens_forge",)),
     ("DB: finish_attempt (settle + receipt)", ("finish_attempt (tokens_forge",)),
     ("background tasks (sweeper, health, runs)", ("Background.",)),
     ("auth (key cache)", ("require_key (tokens_forge",)),
-    ("upstream call (httpx: connect, send, read)", ("complete (tokens_forge/upstream", "open_stream (tokens_forge/upstream")),
+    ("upstream call (aiohttp: connect, send, read)", ("complete (tokens_forge/upstream", "open_stream (tokens_forge/upstream")),
     ("stream relay (upstream reads, SSE split/parse, writes)", ("StreamRelay.", "RelayResponse.")),
     ("request parsing and routing", ("parse_chat_request", "read_body (tokens_forge", "plan_routes")),
     ("DB: other gateway queries", ("(asyncpg/", "(sqlalchemy/")),

@@ -1,6 +1,7 @@
 """Shared fixtures: one fresh PostgreSQL database per test session (the embedded pgserver, or the
-server named by TF_TEST_DATABASE_URL), migrated with Alembic; the app over ASGI with the mock
-upstream served in-process; a factory of funded tenants. The ledger is verified after every
+server named by TF_TEST_DATABASE_URL), migrated with Alembic; the app over ASGI, calling the mock
+upstream over real sockets with its own upstream client (the mock served by uvicorn in a thread,
+pinned to http://mock.test); a factory of funded tenants. The ledger is verified after every
 test that touched the app."""
 
 from __future__ import annotations
@@ -8,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import threading
+import time
 import uuid
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy.engine import make_url
 
 from tokens_forge.config import Settings
@@ -21,6 +25,7 @@ from tokens_forge.db.migrate import upgrade_head
 from tokens_forge.db.url import plain_url
 from tokens_forge.main import create_app
 from tokens_forge.mock.upstream import create_mock_app
+from tokens_forge.upstream.transport import UpstreamClient
 
 ADMIN = "adm-test-" + secrets.token_hex(6)
 MOCK_BASE = "http://mock.test/v1"
@@ -65,11 +70,29 @@ def make_settings(**over) -> Settings:
 
 
 @pytest.fixture(scope="session")
-async def app(database_url):
+def mock_upstream_port():
+    """The mock upstream on a real socket (uvicorn in a daemon thread): what the gateway sends and
+    receives goes through its production upstream client."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_mock_app(), host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the mock upstream did not start"
+        time.sleep(0.02)
+    yield port
+    server.should_exit = server.force_exit = True  # `hang` requests would hold a graceful exit forever
+    thread.join(5)
+
+
+@pytest.fixture(scope="session")
+async def app(database_url, mock_upstream_port):
     application = create_app(make_settings(database_url=database_url), db_url=database_url)
     async with application.router.lifespan_context(application):
         await application.state.http.aclose()
-        application.state.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_mock_app()))
+        application.state.http = UpstreamClient(100, hosts={"mock.test": ("127.0.0.1", mock_upstream_port)})
         yield application
 
 

@@ -59,11 +59,15 @@ async def _apply_config(url: str, path: Path) -> list[str]:
 
 
 def _serve(host: str, port: int, workers: int, log_level: str) -> None:
-    import uvicorn
-
-    uvicorn.run("tokens_forge.main:app_factory", factory=True, host=host, port=port, workers=workers,
-                loop="uvloop", http="httptools", log_level=log_level, access_log=False,
-                timeout_graceful_shutdown=10)
+    """Replace this process with uvicorn's own: the process that supervises the workers then holds
+    uvicorn alone, not the CLI, the migrations and the config loader (tens of MiB less resident
+    memory; the PID and the environment, TF_DATABASE_URL included, stay the same)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    args = [sys.executable, "-m", "uvicorn", "tokens_forge.main:app_factory", "--factory", "--host", host,
+            "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+            "--log-level", log_level, "--no-access-log", "--timeout-graceful-shutdown", "10"]
+    os.execv(sys.executable, args)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""create_app(): the lifespan builds the engine, sessionmaker, the one shared httpx client, the
+"""create_app(): the lifespan builds the engine, sessionmaker, the one shared upstream client, the
 key and route caches and the background workers (hold sweeper, run-control listener)."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
-import httpx
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 
@@ -27,18 +26,11 @@ from tokens_forge.db.url import plain_url
 from tokens_forge.errors import RequestTooLarge
 from tokens_forge.keys.auth import KeyCache
 from tokens_forge.pipeline.background import Background
-from tokens_forge.pipeline.store import Batchers
+from tokens_forge.pipeline.group_commit import LedgerWriter
 from tokens_forge.routing.cache import RouteCache
+from tokens_forge.upstream.transport import UpstreamClient
 
 log = logging.getLogger("tokens_forge")
-
-
-def upstream_client(settings: Settings) -> httpx.AsyncClient:
-    limits = httpx.Limits(max_connections=settings.upstream_max_connections,
-                          max_keepalive_connections=min(settings.upstream_max_connections, 200))
-    # Per-request timeouts come from each route's timeout_s; this is only the connect bound.
-    return httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0, connect=10.0), http2=False,
-                             follow_redirects=False, trust_env=False)
 
 
 class BodyLimit:
@@ -90,10 +82,10 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         app.state.pg = await asyncpg.create_pool(plain_url(url), min_size=1, max_size=settings.hot_pool_size,
                                                  max_inactive_connection_lifetime=30, reset=_no_reset,
                                                  server_settings={"application_name": "tokens-forge-hot"})
-        app.state.batchers = Batchers.create()
+        app.state.ledger_writer = LedgerWriter(durable_settle=settings.durable_settle)
         app.state.keys = KeyCache(app.state.pg, settings.key_cache_ttl_s)
         app.state.routes = RouteCache(app.state.pg, ttl_s=1.0)
-        app.state.http = upstream_client(settings)
+        app.state.http = UpstreamClient(settings.upstream_max_connections)
         app.state.background = Background(app.state, url)
         await app.state.background.start()
         try:

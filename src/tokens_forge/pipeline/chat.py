@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import anyio
-import httpx
 from fastapi.responses import Response, StreamingResponse
 
 from tokens_forge.errors import (
@@ -36,6 +35,7 @@ from tokens_forge.runs.service import check_run_accepts, mark_exhausted_if_spent
 from tokens_forge.upstream import client as upstream
 from tokens_forge.upstream.client import UpstreamFailure
 from tokens_forge.upstream.sse import EventSplitter
+from tokens_forge.upstream.transport import TRANSPORT_ERRORS
 
 log = logging.getLogger("tokens_forge.chat")
 MAX_BACKOFF_S = 10.0
@@ -159,7 +159,7 @@ class ChatStory:
         attempt_no = self.attempts + 1
         ttl = self.settings.hold_ttl_s + route.timeout_s
         res = await store.open_attempt(self.pg, self.head, route, attempt_no, sizing.amount, ttl,
-                                       create=not self._opened, reject=reject, batchers=self.state.batchers)
+                                       create=not self._opened, reject=reject, writer=self.state.ledger_writer)
         self._opened = True
         if res.ok:
             self.attempts = attempt_no
@@ -213,7 +213,7 @@ class ChatStory:
         assert res.hold_id is not None
         self.charged += await store.finish_attempt(self.pg, self.head, route, self.attempts, res.hold_id,
                                                    end, final, durable=self.settings.durable_settle,
-                                                   batchers=self.state.batchers)
+                                                   writer=self.state.ledger_writer)
 
     def _failure_charge(self, route: RouteInfo, sizing: Sizing) -> tuple[int, str]:
         if route.failed_charge_mode == "flat":
@@ -261,7 +261,7 @@ class ChatStory:
         loop = asyncio.get_running_loop()
         started = loop.time()
         resp = await bounded(upstream.open_stream(self.state.http, route, payload), self.flight, None)
-        chunks = resp.aiter_raw()
+        chunks = resp.chunks()
         splitter = EventSplitter()
         first: list[bytes] = []
         try:
@@ -272,7 +272,7 @@ class ChatStory:
             await resp.aclose()
             raise UpstreamFailure("upstream_error", f"route {route.id} closed the stream before any event",
                                   status=200) from exc
-        except (httpx.HTTPError, TimeoutError, OSError) as exc:
+        except (*TRANSPORT_ERRORS, TimeoutError) as exc:
             await resp.aclose()
             raise upstream.map_transport_error(exc, route) from exc
         except BaseException:

@@ -10,7 +10,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import anyio
-import httpx
 from fastapi.responses import StreamingResponse
 
 from tokens_forge.guard import service as guard
@@ -21,6 +20,7 @@ from tokens_forge.routing.cache import RouteInfo
 from tokens_forge.runs.flights import RunCancelled, bounded
 from tokens_forge.upstream import client as upstream
 from tokens_forge.upstream.sse import EventSplitter, StreamTally, error_event, process_event
+from tokens_forge.upstream.transport import TRANSPORT_ERRORS
 
 if TYPE_CHECKING:
     from tokens_forge.pipeline.chat import ChatStory, Sizing
@@ -57,7 +57,7 @@ class StreamRelay:
     it ends (done, cut by the upstream, stalled, client gone, run cancelled)."""
 
     def __init__(self, story: ChatStory, route: RouteInfo, sizing: Sizing, res: guard.Reservation,
-                 resp: httpx.Response, chunks: Any, splitter: EventSplitter, first: list[bytes], latency_ms: int):
+                 resp: upstream.UpstreamStream, chunks: Any, splitter: EventSplitter, first: list[bytes], latency_ms: int):
         self.story, self.route, self.sizing, self.res = story, route, sizing, res
         self.resp, self.chunks, self.splitter, self.first = resp, chunks, splitter, first
         self.latency_ms = latency_ms
@@ -95,7 +95,7 @@ class StreamRelay:
                     self.outcome, self.error = "timeout", f"the upstream stalled for {self.route.timeout_s:g}s"
                     yield error_event(self.error + "; the stream was cut", "upstream_timeout")
                     return
-                except (httpx.HTTPError, OSError) as exc:
+                except TRANSPORT_ERRORS as exc:
                     self.outcome, self.error = "upstream_error", f"the upstream stream broke: {type(exc).__name__}"
                     yield error_event(self.error, "upstream_error")
                     return
@@ -130,13 +130,13 @@ class StreamRelay:
         story = self.story
         if self.outcome == "success" and self.tally.done:
             # only the end of the body is left: read it so that the connection goes back to the pool
-            with contextlib.suppress(httpx.HTTPError, OSError, TimeoutError):
+            with contextlib.suppress(*TRANSPORT_ERRORS, TimeoutError):
                 async with asyncio.timeout(0.5):
                     async for _ in self.chunks:
                         pass
         try:
             await self.resp.aclose()
-        except (httpx.HTTPError, OSError):
+        except TRANSPORT_ERRORS:
             pass
         pt_est = estimate_tokens(story.req.prompt_chars)
         if self.tally.usage is not None and self.outcome == "success":

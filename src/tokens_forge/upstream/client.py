@@ -1,16 +1,18 @@
-"""Talking to an OpenAI-compatible upstream: one pooled httpx client, per-route timeouts, and
-every way an upstream can fail mapped to one exception, in one place."""
+"""Talking to an OpenAI-compatible upstream: one pooled client (upstream.transport), per-route
+timeouts, and every way an upstream can fail mapped to one exception, in one place."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+import aiohttp
 import orjson
 
 from tokens_forge.routing.cache import RouteInfo
+from tokens_forge.upstream.transport import TRANSPORT_ERRORS, UpstreamClient, read_limited
 
 RETRY_AFTER_MAX_S = 10.0
 PASSTHROUGH_STATUSES = {400, 404, 413, 422}  # the client's request is wrong: tell the client, don't fall back
@@ -74,7 +76,7 @@ def _headers(route: RouteInfo) -> dict[str, str]:
     return h
 
 
-def _retry_after(resp: httpx.Response) -> float | None:
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
     v = resp.headers.get("retry-after")
     if not v:
         return None
@@ -91,17 +93,18 @@ def redact(data: bytes, route: RouteInfo) -> bytes:
     return data
 
 
-def _status_failure(resp: httpx.Response, body: bytes) -> UpstreamFailure:
-    return UpstreamFailure("upstream_error", f"upstream answered HTTP {resp.status_code}", status=resp.status_code,
+def _status_failure(resp: aiohttp.ClientResponse, body: bytes) -> UpstreamFailure:
+    return UpstreamFailure("upstream_error", f"upstream answered HTTP {resp.status}", status=resp.status,
                            retry_after=_retry_after(resp), body=body[:ERROR_BODY_LIMIT])
 
 
 def map_transport_error(exc: BaseException, route: RouteInfo) -> UpstreamFailure:
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        if isinstance(exc, httpx.ConnectTimeout):
-            return UpstreamFailure("connect_error", f"connecting to route {route.id} timed out")
+    # aiohttp's connect timeout is also a TimeoutError: it is a connect failure, not a slow answer.
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        return UpstreamFailure("connect_error", f"connecting to route {route.id} timed out")
+    if isinstance(exc, TimeoutError):
         return UpstreamFailure("timeout", f"route {route.id} did not answer within {route.timeout_s:g}s")
-    if isinstance(exc, httpx.ConnectError):
+    if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError):
         return UpstreamFailure("connect_error", f"could not connect to route {route.id}")
     return UpstreamFailure("upstream_error", f"route {route.id} failed: {type(exc).__name__}")
 
@@ -110,51 +113,69 @@ def url(route: RouteInfo) -> str:
     return route.base_url + "/chat/completions"
 
 
-async def complete(http: httpx.AsyncClient, route: RouteInfo, payload: bytes) -> Completion:
+async def complete(http: UpstreamClient, route: RouteInfo, payload: bytes) -> Completion:
     """A non-streaming answer, bounded as a whole by the route's timeout."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
         async with asyncio.timeout(route.timeout_s):
-            resp = await http.post(url(route), content=payload, headers=_headers(route))
-    except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            resp = await http.post(url(route), payload, _headers(route))
+            async with resp:
+                body = await resp.read()
+    except (*TRANSPORT_ERRORS, TimeoutError) as exc:
         raise map_transport_error(exc, route) from exc
     latency = int((loop.time() - started) * 1000)
-    if resp.status_code != 200:
-        raise _status_failure(resp, resp.content)
+    if resp.status != 200:
+        raise _status_failure(resp, body)
     try:
-        data = orjson.loads(resp.content)
+        data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise UpstreamFailure("upstream_error", f"route {route.id} answered with a body that is not JSON",
-                              status=resp.status_code) from exc
+                              status=resp.status) from exc
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise UpstreamFailure("upstream_error", f"route {route.id} answered without choices", status=resp.status_code)
-    return Completion(resp.status_code, resp.content, data, latency)
+        raise UpstreamFailure("upstream_error", f"route {route.id} answered without choices", status=resp.status)
+    return Completion(resp.status, body, data, latency)
 
 
-async def open_stream(http: httpx.AsyncClient, route: RouteInfo, payload: bytes) -> httpx.Response:
-    """Open a streaming answer; the caller owns the response and must close it."""
-    req = http.build_request("POST", url(route), content=payload, headers=_headers(route))
+class UpstreamStream:
+    """An open event stream; the caller reads `chunks()` and must `aclose()` it."""
+
+    def __init__(self, resp: aiohttp.ClientResponse):
+        self._resp = resp
+
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._resp.content.iter_any()
+
+    async def aclose(self) -> None:
+        # A body read to its end gives the connection back to the pool; anything else closes it.
+        if self._resp.content.at_eof():
+            self._resp.release()
+        else:
+            self._resp.close()
+
+
+async def open_stream(http: UpstreamClient, route: RouteInfo, payload: bytes) -> UpstreamStream:
+    """Open a streaming answer; the caller owns the stream and must close it."""
     try:
         async with asyncio.timeout(route.timeout_s):
-            resp = await http.send(req, stream=True)
-    except (httpx.HTTPError, TimeoutError, OSError) as exc:
+            resp = await http.post(url(route), payload, _headers(route))
+    except (*TRANSPORT_ERRORS, TimeoutError) as exc:
         raise map_transport_error(exc, route) from exc
-    if resp.status_code != 200:
+    if resp.status != 200:
         try:
             async with asyncio.timeout(route.timeout_s):
-                body = await resp.aread()
-        except (httpx.HTTPError, TimeoutError, OSError):
+                body = await read_limited(resp, ERROR_BODY_LIMIT)
+        except (*TRANSPORT_ERRORS, TimeoutError):
             body = b""
         finally:
-            await resp.aclose()
+            resp.close()
         raise _status_failure(resp, body)
     ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "text/event-stream":
-        await resp.aclose()
+        resp.close()
         raise UpstreamFailure("upstream_error", f"route {route.id} answered a stream request with "
-                              f"{ctype or 'no content type'}, not an event stream", status=resp.status_code)
-    return resp
+                              f"{ctype or 'no content type'}, not an event stream", status=resp.status)
+    return UpstreamStream(resp)
 
 
 def usage_of(data: dict[str, Any]) -> tuple[int, int] | None:
