@@ -1,9 +1,10 @@
 """Reserve + settle microbenchmark: how many guarded requests per second can the database book?
 
-Each worker loops over exactly what the gateway runs per request, on its own pooled asyncpg
-connection: `pipeline.store.open_attempt` (receipt + reservation + attempt row) then
-`pipeline.store.finish_attempt` (settle + attempt outcome + receipt totals), on one hot key and
-on many keys (one per account), at several concurrencies. The tenants are made with the
+Each worker loops over exactly what the gateway runs per request: `pipeline.store.open_attempt`
+(receipt + reservation + attempt row) then `pipeline.store.finish_attempt` (settle + attempt
+outcome + receipt totals), through one group commit (`pipeline.group_commit.LedgerWriter`, as in
+one gateway worker process), on one hot key and on many keys (one per account), at several
+concurrencies. The tenants are made with the
 project's own services, so their rows look like real ones; the ledger verifier runs at the end:
 the benchmark must leave the books balanced.
 
@@ -32,6 +33,7 @@ from tokens_forge.keys.schemas import KeyCreate
 from tokens_forge.ledger import service as ledger
 from tokens_forge.ledger.verify import verify
 from tokens_forge.pipeline import store
+from tokens_forge.pipeline.group_commit import LedgerWriter
 from tokens_forge.routing import service as routing
 from tokens_forge.routing.cache import RouteCache, RouteInfo
 from tokens_forge.routing.schemas import RouteCreate
@@ -74,14 +76,14 @@ async def make_route(sessionmaker, pg: asyncpg.Pool) -> RouteInfo:
 
 # -- one reserve + settle pair, as the gateway does it -----------------------------------------
 
-async def pair(pg: asyncpg.Pool, route: RouteInfo, t: Tenant) -> None:
+async def pair(pg: asyncpg.Pool, writer: LedgerWriter, route: RouteInfo, t: Tenant) -> None:
     head = store.ReceiptHead(id=new_id("rcpt"), account_id=t.account_id, project_id=t.project_id, key_id=t.key_id,
                              run_id=None, model=MODEL, stream=False)
-    res = await store.open_attempt(pg, head, route, 1, RESERVE, TTL_S, create=True, reject=True)
+    res = await store.open_attempt(pg, head, route, 1, RESERVE, TTL_S, create=True, reject=True, writer=writer)
     if not res.ok:
         raise RuntimeError(f"refused: {res.refused_scope}")
     end = store.AttemptEnd("success", CHARGE, "settle", "usage × price", 12, 16, 200, 1)
-    await store.finish_attempt(pg, head, route, 1, res.hold_id, end, store.ReceiptEnd("succeeded"))
+    await store.finish_attempt(pg, head, route, 1, res.hold_id, end, store.ReceiptEnd("succeeded"), writer=writer)
 
 
 # -- the timed loop ----------------------------------------------------------------------------
@@ -132,10 +134,11 @@ async def cell(url: str, route: RouteInfo, tenants: list[Tenant], conc: int, sec
     # One connection per worker, opened before the clock starts (the gateway's pool is warm too).
     pg = await asyncpg.create_pool(url, min_size=conc, max_size=conc)
     try:
+        writer = LedgerWriter(durable_settle=False)
         workers = []
         for w in range(conc):
             pick = tenant_for(tenants, w, conc)
-            workers.append(lambda pick=pick: pair(pg, route, pick()))
+            workers.append(lambda pick=pick: pair(pg, writer, route, pick()))
         return await timed(workers, seconds)
     finally:
         await pg.close()

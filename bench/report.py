@@ -251,10 +251,11 @@ def section_ledger(ledger: dict | None) -> list[str]:
     lines = ["## Reserve + settle (the spend guard and the ledger, no HTTP)", ""]
     if ledger is None:
         return [*lines, "Not measured in this run.", ""]
-    lines += ["`bench/ledger_bench.py`: each worker loops, on its own asyncpg connection, over what the "
-              "gateway runs per request: `store.open_attempt` (receipt + reservation + attempt row) then "
-              "`store.finish_attempt` (settle + outcome + receipt totals), for 4 s. *100 keys* are 100 keys "
-              "in 100 accounts, no two workers on one key at a time. Latency in ms, per pair.", ""]
+    lines += ["`bench/ledger_bench.py`: each of *connections* concurrent loops runs what the gateway runs "
+              "per request: `store.open_attempt` (receipt + reservation + attempt row) then "
+              "`store.finish_attempt` (settle + outcome + receipt totals), through one group commit "
+              "(`LedgerWriter`, as in one gateway worker), for 4 s. *100 keys* are 100 keys "
+              "in 100 accounts, no two loops on one key at a time. Latency in ms, per pair.", ""]
     rows = [[c["keys"], str(c["conc"]), f"{c['pairs_per_s']:.0f}", ms(c["p50_ms"]), ms(c["p99_ms"]),
              str(sum(c["errors"].values()))] for c in ledger["cells"]]
     lines += table(["keys", "connections", "pairs/s", "p50", "p99", "errors"], rows)
@@ -287,6 +288,19 @@ def section_streams(s: dict | None) -> list[str]:
          f"{(s['peak_rss_kb'] - s['baseline_rss_kb']) / max(s['max_open'], 1):.0f} KiB"],
     ])
     return lines
+
+
+def section_upstream_clients(u: dict | None) -> list[str]:
+    lines = ["## Upstream client: CPU per call", ""]
+    if u is None:
+        return [*lines, "Not measured in this run.", ""]
+    lines += ["`bench/upstream_clients.py`: the bench's non-streaming request posted to the nginx fake upstream "
+              "by each HTTP client, one process, uvloop, pooled keep-alive connections, sequentially and from "
+              "16 concurrent tasks; CPU is the process's own (getrusage). The gateway calls upstreams with "
+              "aiohttp (`upstream/transport.py`) for this difference.", ""]
+    rows = [[r["client"], str(r["concurrency"]), f"{r['calls']:,}", f"{r['cpu_ms_per_call']:.3f}",
+             f"{r['calls_per_s']:,}"] for r in u["clients"]]
+    return lines + table(["client", "concurrency", "calls", "CPU ms / call", "calls/s"], rows) + [""]
 
 
 def section_export(e: dict | None) -> list[str]:
@@ -370,6 +384,7 @@ def render(results: Path, elapsed: str | None) -> str:
     lines += section_wrk(cells, duration)
     lines += section_litellm(litellm)
     lines += section_ledger(load_json(results / "ledger.json"))
+    lines += section_upstream_clients(load_json(results / "upstream_clients.json"))
     lines += section_streams(load_json(results / "streams.json"))
     lines += section_export(load_json(results / "export.json"))
     lines += section_profiles(results)

@@ -6,7 +6,8 @@
 #   3. LiteLLM's proxy as the peer (throwaway venv, no DB, 2 workers), same upstream
 #   4. wrk at 1/16/64 connections, non-streaming and streaming: nginx direct, the gateway, LiteLLM,
 #      interleaved cell by cell
-#   5. py-spy profiles of the gateway under load
+#   5. the CPU per call of the upstream HTTP clients (httpx, aiohttp), then py-spy profiles of the
+#      gateway under load
 #   6. memory for 1,000 concurrent slow streams through the gateway
 #   7. the reserve+settle microbenchmark, then the ledger verifier over everything
 #   8. a 1,000,000-row usage export (CSV, JSON Lines) on its own fresh database: the worker's peak RSS
@@ -289,6 +290,10 @@ main() {
   log "wrk matrix: ${TARGETS[*]}"
   matrix
   [[ -n ${PID_litellm:-} ]] && stop "$PID_litellm"
+
+  log "upstream client CPU per call (httpx vs aiohttp)"
+  "$PY" "$BENCH/upstream_clients.py" "http://127.0.0.1:$PORT_NGINX/json/v1/chat/completions" \
+    "$RESULTS/upstream_clients.json" || log "upstream client benchmark failed"
 
   log "py-spy profiles"
   profile json

@@ -454,14 +454,6 @@ END $$;
 -- young database (or a server without autovacuum) the tables look empty and the planner picks
 -- sequential scans and hash joins that then scan every row ever written. Index paths always
 -- exist for these statements, so seq scans are switched off inside them.
--- Every request updates the same few spend counters and ledger accounts (a hot key's counters,
--- its wallet and hold account) several times a second. Each update leaves a dead version on the
--- row's page, and every lookup walks that chain until the page is pruned. PostgreSQL prunes a
--- page on access once its free space falls below the table's fillfactor target, so a low
--- fillfactor keeps these rows' chains a few versions long instead of a page full.
-ALTER TABLE spend_counters SET (fillfactor = 10);
-ALTER TABLE ledger_accounts SET (fillfactor = 10);
-
 ALTER FUNCTION tf_open_batch SET enable_seqscan = off;
 ALTER FUNCTION tf_finish_batch SET enable_seqscan = off;
 ALTER FUNCTION tf_open_attempt SET enable_seqscan = off;
@@ -476,8 +468,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.execute("ALTER TABLE spend_counters RESET (fillfactor)")
-    op.execute("ALTER TABLE ledger_accounts RESET (fillfactor)")
     for fn in ("tf_open_attempt", "tf_finish_attempt", "tf_reserve", "tf_resolve"):
         op.execute(f"ALTER FUNCTION {fn} RESET enable_seqscan")
     op.execute("DROP FUNCTION IF EXISTS tf_write_batch, tf_open_batch, tf_finish_batch, tf_add_posted, tf_counter_ids, tf_scope_names")
