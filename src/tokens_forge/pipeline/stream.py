@@ -70,10 +70,8 @@ class StreamRelay:
         wants_usage = story.req.include_usage
         last_extend = asyncio.get_running_loop().time()
         try:
-            for ev in self.first:
-                out = process_event(ev, self.tally, client_wants_usage=wants_usage)
-                if out:
-                    yield upstream.redact(out, self.route)
+            if out := self._relay(self.first, wants_usage):
+                yield out
             while not self.tally.done:
                 if self.tally.content_chunks > self.sizing.output_bound:
                     # every content chunk carries at least one token: the upstream ignores max_tokens
@@ -99,10 +97,8 @@ class StreamRelay:
                     self.outcome, self.error = "upstream_error", f"the upstream stream broke: {type(exc).__name__}"
                     yield error_event(self.error, "upstream_error")
                     return
-                for ev in self.splitter.feed(chunk):
-                    out = process_event(ev, self.tally, client_wants_usage=wants_usage)
-                    if out:
-                        yield upstream.redact(out, self.route)
+                if out := self._relay(self.splitter.feed(chunk), wants_usage):
+                    yield out
                 now = asyncio.get_running_loop().time()
                 if now - last_extend > story.settings.hold_ttl_s / 3:
                     last_extend = now
@@ -125,6 +121,12 @@ class StreamRelay:
         finally:
             with anyio.CancelScope(shield=True):
                 await self._settle()
+
+    def _relay(self, events: list[bytes], wants_usage: bool) -> bytes:
+        """What the client gets of one upstream read: its events, tallied and redacted, in one
+        write (a read that carries many events costs one send, not one each)."""
+        outs = [out for ev in events if (out := process_event(ev, self.tally, client_wants_usage=wants_usage))]
+        return upstream.redact(b"".join(outs), self.route) if outs else b""
 
     async def _settle(self) -> None:
         story = self.story
