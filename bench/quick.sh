@@ -21,7 +21,7 @@ quick() {
   start_nginx
   fresh_database
   start gateway-mock "$TF" mock-upstream --host 127.0.0.1 --port "$PORT_MOCK"
-  start_gateway
+  start_gateway gateway "$PORT_GATEWAY" "${BENCH_WORKERS:-2}"
   seed
   vacuum_db
   local pg mode conns out before pgbefore

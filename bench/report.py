@@ -21,8 +21,10 @@ from pathlib import Path
 from pyspy_summary import summarize
 
 BENCH = Path(__file__).resolve().parent
-TARGETS = ("direct", "gateway", "litellm")
-TARGET_NAMES = {"direct": "nginx direct", "gateway": "Tokens Forge", "litellm": "LiteLLM"}
+TARGETS = ("direct", "gateway", "gateway2", "litellm")
+TARGET_NAMES = {"direct": "nginx direct", "gateway": "Tokens Forge (1 worker)",
+                "gateway2": "Tokens Forge (2 workers)", "litellm": "LiteLLM"}
+GATEWAYS = ("gateway", "gateway2")
 MODES = {"json": "non-streaming", "sse": "streaming"}
 # Issue 8: what the gateway must reach against LiteLLM on the same machine.
 TARGET_RPS_RATIO = 5.0
@@ -175,28 +177,33 @@ def section_targets(cells: dict, litellm_ok: bool) -> list[str]:
     if not litellm_ok:
         return [*lines, "LiteLLM was not measured in this run (see below), so there is nothing to compare.", ""]
     rows = []
-    for mode in MODES:
-        gw_peak = max((c["rps"] for (t, m, _), c in cells.items() if t == "gateway" and m == mode), default=None)
-        ll_peak = max((c["rps"] for (t, m, _), c in cells.items() if t == "litellm" and m == mode), default=None)
-        rows.append(_target_row(f"peak RPS, {MODES[mode]}", gw_peak, ll_peak, TARGET_RPS_RATIO, higher=True))
-        gw_add, ll_add = added_latency(cells, "gateway", mode), added_latency(cells, "litellm", mode)
-        rows.append(_target_row(f"added p50 latency at 1 connection, {MODES[mode]} (ms)", gw_add, ll_add,
-                                TARGET_ADDED_LATENCY_RATIO, higher=False))
-        gw_p99 = cells.get(("gateway", mode, 16), {}).get("p99_ms")
-        ll_p99 = cells.get(("litellm", mode, 16), {}).get("p99_ms")
-        rows.append(_target_row(f"p99 at 16 connections, {MODES[mode]} (ms)", gw_p99, ll_p99,
-                                TARGET_P99_RATIO, higher=False))
+    for gw in (g for g in GATEWAYS if any(k[0] == g for k in cells)):
+        workers = TARGET_NAMES[gw].split("(")[1].rstrip(")")
+        for mode in MODES:
+            gw_peak = max((c["rps"] for (t, m, _), c in cells.items() if t == gw and m == mode), default=None)
+            ll_peak = max((c["rps"] for (t, m, _), c in cells.items() if t == "litellm" and m == mode), default=None)
+            rows.append(_target_row(f"peak RPS, {MODES[mode]}", workers, gw_peak, ll_peak, TARGET_RPS_RATIO,
+                                    higher=True))
+            gw_add, ll_add = added_latency(cells, gw, mode), added_latency(cells, "litellm", mode)
+            rows.append(_target_row(f"added p50 latency at 1 connection, {MODES[mode]} (ms)", workers, gw_add,
+                                    ll_add, TARGET_ADDED_LATENCY_RATIO, higher=False))
+            gw_p99 = cells.get((gw, mode, 16), {}).get("p99_ms")
+            ll_p99 = cells.get(("litellm", mode, 16), {}).get("p99_ms")
+            rows.append(_target_row(f"p99 at 16 connections, {MODES[mode]} (ms)", workers, gw_p99, ll_p99,
+                                    TARGET_P99_RATIO, higher=False))
     lines += ["*advantage*: Tokens Forge's RPS over LiteLLM's, or LiteLLM's latency over Tokens Forge's "
-              "(above 1 when Tokens Forge is ahead).", ""]
-    return lines + table(["measure", "Tokens Forge", "LiteLLM", "advantage", "target", "met"], rows)
+              "(above 1 when Tokens Forge is ahead). LiteLLM runs with 2 workers; Tokens Forge is measured "
+              "with 1 and with 2, in the same run.", ""]
+    return lines + table(["measure", "workers", "Tokens Forge", "LiteLLM", "advantage", "target", "met"], rows)
 
 
-def _target_row(name: str, gw: float | None, ll: float | None, want: float, *, higher: bool) -> list[str]:
+def _target_row(name: str, workers: str, gw: float | None, ll: float | None, want: float, *,
+                higher: bool) -> list[str]:
     if gw is None or ll is None or gw <= 0 or ll <= 0:
-        return [name, ms(gw), ms(ll), "–", "–", "–"]
+        return [name, workers, ms(gw), ms(ll), "–", "–", "–"]
     fmt = (lambda v: f"{v:.0f}") if higher else ms  # RPS as whole numbers, latencies in ms
     r = gw / ll if higher else ll / gw  # > 1 when Tokens Forge is ahead
-    return [name, fmt(gw), fmt(ll), f"{r:.1f}×", f"≥ {want:g}×", "yes" if r >= want else "**no**"]
+    return [name, workers, fmt(gw), fmt(ll), f"{r:.1f}×", f"≥ {want:g}×", "yes" if r >= want else "**no**"]
 
 
 def added_latency(cells: dict, target: str, mode: str) -> float | None:
@@ -242,9 +249,12 @@ def section_wrk(cells: dict, duration: str) -> list[str]:
     lines += ["### Added latency at 1 connection (p50 through the proxy − p50 direct)", ""]
     rows = []
     for mode, mode_name in MODES.items():
-        gw, ll = added_latency(cells, "gateway", mode), added_latency(cells, "litellm", mode)
-        rows.append([mode_name, ms(gw), ms(ll), ratio(ll, gw) if gw and ll else "–"])
-    return lines + table(["mode", "Tokens Forge (ms)", "LiteLLM (ms)", "LiteLLM / Tokens Forge"], rows)
+        ll = added_latency(cells, "litellm", mode)
+        for gw_target in GATEWAYS:
+            gw = added_latency(cells, gw_target, mode)
+            if gw is not None:
+                rows.append([mode_name, TARGET_NAMES[gw_target], ms(gw), ms(ll), ratio(ll, gw) if gw and ll else "–"])
+    return lines + table(["mode", "target", "added (ms)", "LiteLLM (ms)", "LiteLLM / Tokens Forge"], rows)
 
 
 def section_ledger(ledger: dict | None) -> list[str]:
@@ -347,8 +357,8 @@ def section_profiles(results: Path) -> list[str]:
         s = summarize(raw.read_text())
         lines += [f"### {mode_name.capitalize()}, 16 connections "
                   f"({wrk.get('rps', 0):.0f} RPS while sampled; {s['samples']} samples of busy threads, "
-                  "both workers)", ""]
-        lines += ["What the workers were doing (each sample counted once, by the first stage its stack is in):", ""]
+                  "the 1-worker gateway)", ""]
+        lines += ["What the gateway was doing (each sample counted once, by the first stage its stack is in):", ""]
         lines += table(["stage", "share"], [[k, f"{v:.1f} %"] for k, v in s["stages"]])
         lines += ["By package of the innermost frame (self time):", ""]
         lines += table(["package", "share"], [[k, f"{v:.1f} %"] for k, v in s["by_package"][:12]])

@@ -2,13 +2,14 @@
 # `make bench`: the whole benchmark suite, then BENCHMARKS.md from its raw results.
 #
 #   1. a fast fake upstream (nginx, fixed JSON and SSE answers) on 127.0.0.1
-#   2. the gateway (2 workers) on a fresh PostgreSQL database, seeded over the admin API
+#   2. the gateway on a fresh PostgreSQL database, seeded over the admin API: twice, with 1 worker
+#      and with 2 (one per core), on the same database
 #   3. LiteLLM's proxy as the peer (throwaway venv, no DB, 2 workers), same upstream
-#   4. wrk at 1/16/64 connections, non-streaming and streaming: nginx direct, the gateway, LiteLLM,
+#   4. wrk at 1/16/64 connections, non-streaming and streaming: nginx direct, both gateways, LiteLLM,
 #      interleaved cell by cell
 #   5. the CPU per call of the upstream HTTP clients (httpx, aiohttp), then py-spy profiles of the
 #      gateway under load
-#   6. memory for 1,000 concurrent slow streams through the gateway
+#   6. memory for 1,000 concurrent slow streams through the gateway with 2 workers
 #   7. the reserve+settle microbenchmark, then the ledger verifier over everything
 #   8. a 1,000,000-row usage export (CSV, JSON Lines) on its own fresh database: the worker's peak RSS
 #
@@ -32,7 +33,8 @@ STREAMS=${BENCH_STREAMS:-1000}
 DRIP_MS=${BENCH_DRIP_MS:-200}
 PG_SERVER=${BENCH_DATABASE_SERVER:-postgresql://postgres@127.0.0.1:5432}
 DB_NAME=tf_bench
-PORT_GATEWAY=${BENCH_PORT_GATEWAY:-18180}
+PORT_GATEWAY=${BENCH_PORT_GATEWAY:-18180}     # 1 worker
+PORT_GATEWAY2=${BENCH_PORT_GATEWAY2:-18184}   # 2 workers
 PORT_NGINX=${BENCH_PORT_NGINX:-18181}
 PORT_LITELLM=${BENCH_PORT_LITELLM:-18182}
 PORT_MOCK=${BENCH_PORT_MOCK:-18183}
@@ -140,10 +142,10 @@ async def main():
 asyncio.run(main())" "$DATABASE_URL"
 }
 
-start_gateway() {
-  start gateway env TF_DATABASE_URL="$DATABASE_URL" TF_ADMIN_TOKEN="$ADMIN_TOKEN" TF_LOG_LEVEL=warning \
-    "$TF" serve --host 127.0.0.1 --port "$PORT_GATEWAY" --workers 2
-  wait_http "http://127.0.0.1:$PORT_GATEWAY/healthz" 90 gateway
+start_gateway() {  # start_gateway NAME PORT WORKERS
+  start "$1" env TF_DATABASE_URL="$DATABASE_URL" TF_ADMIN_TOKEN="$ADMIN_TOKEN" TF_LOG_LEVEL=warning \
+    "$TF" serve --host 127.0.0.1 --port "$2" --workers "$3"
+  wait_http "http://127.0.0.1:$2/healthz" 90 "$1"
 }
 
 seed() {  # sets SECRET
@@ -276,13 +278,15 @@ main() {
   add_target direct "http://127.0.0.1:$PORT_NGINX/json/v1" "http://127.0.0.1:$PORT_NGINX/sse/v1" "" "$PID_nginx"
 
   fresh_database
-  log "gateway on 127.0.0.1:$PORT_GATEWAY, database ${DATABASE_URL##*/}"
+  log "gateway on 127.0.0.1:$PORT_GATEWAY (1 worker) and :$PORT_GATEWAY2 (2 workers), database ${DATABASE_URL##*/}"
   start gateway-mock "$TF" mock-upstream --host 127.0.0.1 --port "$PORT_MOCK"
-  start_gateway
+  start_gateway gateway "$PORT_GATEWAY" 1
+  start_gateway gateway2 "$PORT_GATEWAY2" 2
   seed
   "$PY" "$BENCH/report.py" --database "$DATABASE_URL" "$RESULTS/database.json"
   vacuum_db
   add_target gateway "http://127.0.0.1:$PORT_GATEWAY/v1" "http://127.0.0.1:$PORT_GATEWAY/v1" "$SECRET" "$PID_gateway"
+  add_target gateway2 "http://127.0.0.1:$PORT_GATEWAY2/v1" "http://127.0.0.1:$PORT_GATEWAY2/v1" "$SECRET" "$PID_gateway2"
 
   log "LiteLLM $LITELLM_VERSION on 127.0.0.1:$PORT_LITELLM"
   start_peer
@@ -299,9 +303,10 @@ main() {
   profile json
   profile sse
   log "$STREAMS concurrent slow streams"
-  "$PY" "$BENCH/streams_mem.py" "http://127.0.0.1:$PORT_GATEWAY" "$SECRET" bench-drip "$PID_gateway" \
+  stop "$PID_gateway"  # the 1-worker gateway is done: the memory test measures the 2-worker one alone
+  "$PY" "$BENCH/streams_mem.py" "http://127.0.0.1:$PORT_GATEWAY2" "$SECRET" bench-drip "$PID_gateway2" \
     "$RESULTS/streams.json" --streams "$STREAMS" || log "streams benchmark failed"
-  stop "$PID_gateway"
+  stop "$PID_gateway2"
   stop "$PID_gateway_mock"
 
   log "reserve+settle microbenchmark"
