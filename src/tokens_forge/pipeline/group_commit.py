@@ -76,6 +76,11 @@ class LedgerWriter:
     async def _write(self, pg: asyncpg.Pool, finishes: list, opens: list) -> None:
         self.writes += 1
         self.items += len(finishes) + len(opens)
+        if len(finishes) + len(opens) == 1:
+            # Alone in its write: the single-item functions do the same for less (no arrays to
+            # build and take apart; measured 0.3 ms less per request at one connection).
+            await self._one_by_one(pg, finishes, opens)
+            return
         try:
             rows = await pg.fetch(_WRITE, *_arrays([i for i, _ in finishes], _FINISH_ARRAYS),
                                   self._durable_settle, *_arrays([i for i, _ in opens], _OPEN_ARRAYS))
