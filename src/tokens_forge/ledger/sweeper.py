@@ -7,16 +7,18 @@ from __future__ import annotations
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tokens_forge.db.plans import INDEX_ONLY
 from tokens_forge.guard.service import resolve
 
 
 async def sweep_expired(engine: AsyncEngine, batch: int = 100) -> int:
     async with engine.connect() as conn:
+        await conn.execute(INDEX_ONLY)
         due = (await conn.execute(text("""
-            SELECT id, receipt_id FROM holds WHERE status = 'open' AND expires_at < now()
+            SELECT id, receipt_id, attempt_no FROM holds WHERE status = 'open' AND expires_at < now()
              ORDER BY expires_at LIMIT :n"""), {"n": batch})).all()
     swept = 0
-    for hold_id, receipt_id in due:
+    for hold_id, receipt_id, attempt_no in due:
         async with engine.begin() as conn:
             locked = (await conn.execute(text(
                 "SELECT 1 FROM holds WHERE id = :h AND status = 'open' FOR NO KEY UPDATE SKIP LOCKED"),
@@ -31,7 +33,8 @@ async def sweep_expired(engine: AsyncEngine, batch: int = 100) -> int:
                 UPDATE attempts SET ended_at = clock_timestamp(), outcome = 'timeout', charged_micros = 0,
                        charge_reason = 'hold expired: released by the sweeper, nothing charged',
                        error = 'the gateway did not settle this attempt before its hold expired'
-                 WHERE hold_id = :h AND outcome IS NULL"""), {"h": hold_id})
+                 WHERE receipt_id = :r AND attempt_no = :n AND outcome IS NULL"""),
+                {"r": receipt_id, "n": attempt_no})
             await conn.execute(text("""
                 UPDATE receipts SET status = 'failed', error_code = 'hold_expired', completed_at = clock_timestamp(),
                        reason = 'the request did not finish before its hold expired; the hold was released'

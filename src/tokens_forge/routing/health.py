@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tokens_forge.db.plans import INDEX_ONLY
+
 WINDOW = 50
 WINDOW_S = 600
 DOWN_CONSECUTIVE = 5
@@ -89,6 +91,7 @@ class RouteHealth:
 
     async def refresh(self) -> dict[str, RouteStats]:
         async with self._engine.connect() as conn:
+            await conn.execute(INDEX_ONLY)
             rows = (await conn.execute(_SQL, {"window": WINDOW, "window_s": WINDOW_S})).all()
         self._stats = {
             r.id: RouteStats(r.id, int(r.samples or 0), int(r.failures or 0), int(r.consecutive or 0),
