@@ -133,14 +133,15 @@ def tenant_for(tenants: list[Tenant], worker: int, conc: int) -> Callable[[], Te
 async def cell(url: str, route: RouteInfo, tenants: list[Tenant], conc: int, seconds: float) -> dict:
     # One connection per worker, opened before the clock starts (the gateway's pool is warm too).
     pg = await asyncpg.create_pool(url, min_size=conc, max_size=conc)
+    writer = LedgerWriter(durable_settle=False)
     try:
-        writer = LedgerWriter(durable_settle=False)
         workers = []
         for w in range(conc):
             pick = tenant_for(tenants, w, conc)
             workers.append(lambda pick=pick: pair(pg, writer, route, pick()))
         return await timed(workers, seconds)
     finally:
+        await writer.close()
         await pg.close()
 
 

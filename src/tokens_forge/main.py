@@ -98,6 +98,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
             yield
         finally:
             await app.state.background.stop()
+            await app.state.ledger_writer.close()
             await app.state.http.aclose()
             await app.state.pg.close()
             await engine.dispose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
+import pytest
 from sqlalchemy import text
 
 from tokens_forge.ids import new_id
@@ -15,6 +16,14 @@ from tokens_forge.pipeline.group_commit import LedgerWriter
 from tokens_forge.pipeline.store import AttemptEnd, ReceiptEnd, ReceiptHead
 
 TTL_S = 600.0
+
+
+@pytest.fixture
+async def writer(app):
+    """A group commit of its own (so that its counts are this test's), on the app's pool."""
+    w = LedgerWriter(durable_settle=False)
+    yield w
+    await w.close()
 
 
 def head_of(t, route) -> ReceiptHead:
@@ -42,10 +51,9 @@ async def finish_many(app, writer, route, pairs, charges):
         for (h, res), charge in zip(pairs, charges, strict=True)])
 
 
-async def test_a_batch_decides_each_item_in_order_against_the_cap(app, tenant):
+async def test_a_batch_decides_each_item_in_order_against_the_cap(app, tenant, writer):
     t = await tenant(key={"limits": {"daily_micros": 1000}})
     route = await route_of(app, t)
-    writer = LedgerWriter(durable_settle=False)
     heads, results = await open_many(app, writer, t, route, [100] * 30)
     assert writer.writes == 1 and writer.items == 30  # one transaction for all thirty
     accepted = [r for r in results if r.ok]
@@ -73,11 +81,10 @@ async def test_a_batch_decides_each_item_in_order_against_the_cap(app, tenant):
     assert tuple(total) == (400, 10)
 
 
-async def test_one_batch_of_several_tenants_books_each_apart(app, tenant):
+async def test_one_batch_of_several_tenants_books_each_apart(app, tenant, writer):
     poor = await tenant(credit=350)            # pays for three holds of 100 and no more
     rich = await tenant()
     poor_route, rich_route = await route_of(app, poor), await route_of(app, rich)
-    writer = LedgerWriter(durable_settle=False)
     poor_heads = [head_of(poor, poor_route) for _ in range(5)]
     rich_heads = [head_of(rich, rich_route) for _ in range(5)]
     calls = []
@@ -117,11 +124,10 @@ async def test_one_batch_of_several_tenants_books_each_apart(app, tenant):
     assert [b for _, b in balances] == [350, 120]
 
 
-async def test_a_failing_item_does_not_fail_its_batch(app, tenant):
+async def test_a_failing_item_does_not_fail_its_batch(app, tenant, writer):
     t = await tenant()
     route = await route_of(app, t)
     broken = dataclasses.replace(route, id="route_doesnotexist")  # the attempt row's foreign key refuses it
-    writer = LedgerWriter(durable_settle=False)
     good = [head_of(t, route) for _ in range(3)]
     bad = head_of(t, broken)
     outcomes = await asyncio.gather(
@@ -137,10 +143,9 @@ async def test_a_failing_item_does_not_fail_its_batch(app, tenant):
     await finish_many(app, writer, route, list(zip(good, outcomes[:3], strict=True)), [10, 10, 10])
 
 
-async def test_a_late_settle_in_a_batch_charges_nothing(app, tenant):
+async def test_a_late_settle_in_a_batch_charges_nothing(app, tenant, writer):
     t = await tenant()
     route = await route_of(app, t)
-    writer = LedgerWriter(durable_settle=False)
     heads, results = await open_many(app, writer, t, route, [100, 100])
     async with app.state.engine.begin() as conn:  # the sweeper got to the first hold already
         await conn.execute(text("UPDATE holds SET expires_at = now() - interval '1 second' WHERE id = :h"),
