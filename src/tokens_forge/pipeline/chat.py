@@ -212,8 +212,7 @@ class ChatStory:
                       final: ReceiptEnd | None) -> None:
         assert res.hold_id is not None
         self.charged += await store.finish_attempt(self.pg, self.head, route, self.attempts, res.hold_id,
-                                                   end, final, durable=self.settings.durable_settle,
-                                                   writer=self.state.ledger_writer)
+                                                   end, final, writer=self.state.ledger_writer)
 
     def _failure_charge(self, route: RouteInfo, sizing: Sizing) -> tuple[int, str]:
         if route.failed_charge_mode == "flat":

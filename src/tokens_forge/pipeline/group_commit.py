@@ -31,16 +31,15 @@ _FINISH_ARRAYS, _OPEN_ARRAYS = 18, 17  # tf_finish_attempt's arguments but p_dur
 
 class LedgerWriter:
     MAX_BATCH = 64
-    # One write in flight per worker. Two were measured too: smaller batches and more waiting on
-    # a hot key's rows cost more than the overlap gained (bench/quick.sh, 1,000-1,100 RPS against
-    # 1,300-1,600 at 16 connections).
-    WRITERS = 1
 
     def __init__(self, *, durable_settle: bool):
         self._durable_settle = durable_settle
         self._opens: list[tuple[tuple, asyncio.Future]] = []
         self._finishes: list[tuple[tuple, asyncio.Future]] = []
-        self._writers = 0
+        # One write in flight per worker. Two were measured too: smaller batches and more waiting
+        # on a hot key's rows cost more than the overlap gained (bench/quick.sh, 1,000-1,100 RPS
+        # against 1,300-1,600 at 16 connections).
+        self._writing = False
         self._tasks: set[asyncio.Task] = set()
         self.writes = 0   # statements sent (each one transaction), and the items they carried
         self.items = 0
@@ -61,8 +60,8 @@ class LedgerWriter:
     async def _submit(self, pg: asyncpg.Pool, queue: list, item: tuple) -> asyncpg.Record:
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         queue.append((item, fut))
-        if self._writers < self.WRITERS:
-            self._writers += 1
+        if not self._writing:
+            self._writing = True
             task = asyncio.create_task(self._drain(pg))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -76,7 +75,7 @@ class LedgerWriter:
                 opens, self._opens = self._opens[:room], self._opens[room:]
                 await self._write(pg, finishes, opens)
         finally:
-            self._writers -= 1
+            self._writing = False
 
     async def close(self) -> None:
         """Give the writer's connection back to its pool (before the pool is closed)."""
