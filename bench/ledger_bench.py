@@ -1,8 +1,8 @@
 """Reserve + settle microbenchmark: how many guarded requests per second can the database book?
 
-Each worker loops over exactly what the gateway runs per request: `pipeline.store.open_attempt`
-(receipt + reservation + attempt row) then `pipeline.store.finish_attempt` (settle + attempt
-outcome + receipt totals), through one group commit (`pipeline.group_commit.LedgerWriter`, as in
+Each worker loops over exactly what the gateway runs per request: `ledger.attempts.open_attempt`
+(receipt + reservation + attempt row) then `ledger.attempts.finish_attempt` (settle + attempt
+outcome + receipt totals), through one group commit (`ledger.writer.LedgerWriter`, as in
 one gateway worker process), on one hot key and on many keys (one per account), at several
 concurrencies. The tenants are made with the
 project's own services, so their rows look like real ones; the ledger verifier runs at the end:
@@ -27,13 +27,14 @@ from tokens_forge.accounts import service as accounts
 from tokens_forge.accounts.schemas import AccountCreate, ProjectCreate
 from tokens_forge.db.engine import make_engine, make_sessionmaker
 from tokens_forge.db.url import plain_url
+from tokens_forge.guard.money import Charge
 from tokens_forge.ids import new_id
 from tokens_forge.keys import service as keys
 from tokens_forge.keys.schemas import KeyCreate
+from tokens_forge.ledger import attempts as store
 from tokens_forge.ledger import service as ledger
 from tokens_forge.ledger.verify import verify
-from tokens_forge.pipeline import store
-from tokens_forge.pipeline.group_commit import LedgerWriter
+from tokens_forge.ledger.writer import LedgerWriter
 from tokens_forge.routing import service as routing
 from tokens_forge.routing.cache import RouteCache, RouteInfo
 from tokens_forge.routing.schemas import RouteCreate
@@ -82,7 +83,7 @@ async def pair(pg: asyncpg.Pool, writer: LedgerWriter, route: RouteInfo, t: Tena
     res = await store.open_attempt(pg, head, route, 1, RESERVE, TTL_S, create=True, reject=True, writer=writer)
     if not res.ok:
         raise RuntimeError(f"refused: {res.refused_scope}")
-    end = store.AttemptEnd("success", CHARGE, "settle", "usage × price", 12, 16, 200, 1)
+    end = store.AttemptEnd("success", Charge(CHARGE, "usage", "usage × price", 12, 16), 200, 1)
     await store.finish_attempt(pg, head, route, 1, res.hold_id, end, store.ReceiptEnd("succeeded"), writer=writer)
 
 

@@ -262,8 +262,8 @@ def section_ledger(ledger: dict | None) -> list[str]:
     if ledger is None:
         return [*lines, "Not measured in this run.", ""]
     lines += ["`bench/ledger_bench.py`: each of *connections* concurrent loops runs what the gateway runs "
-              "per request: `store.open_attempt` (receipt + reservation + attempt row) then "
-              "`store.finish_attempt` (settle + outcome + receipt totals), through one group commit "
+              "per request: `ledger.attempts.open_attempt` (receipt + reservation + attempt row) then "
+              "`ledger.attempts.finish_attempt` (settle + outcome + receipt totals), through one group commit "
               "(`LedgerWriter`, as in one gateway worker), for 4 s. *100 keys* are 100 keys "
               "in 100 accounts, no two loops on one key at a time. Latency in ms, per pair.", ""]
     rows = [[c["keys"], str(c["conc"]), f"{c['pairs_per_s']:.0f}", ms(c["p50_ms"]), ms(c["p99_ms"]),

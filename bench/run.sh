@@ -312,7 +312,7 @@ main() {
   log "reserve+settle microbenchmark"
   vacuum_db
   "$PY" "$BENCH/ledger_bench.py" "$DATABASE_URL" "$RESULTS/ledger.json" --conc "${BENCH_LEDGER_CONC:-1,16,64}" ||
-    log "reserve+settle benchmark failed (it calls pipeline.store directly: has its API changed?)"
+    log "reserve+settle benchmark failed (it calls ledger.attempts directly: has its API changed?)"
 
   if [[ ${BENCH_SKIP_EXPORT:-0} == 1 ]]; then
     log "usage export: skipped (BENCH_SKIP_EXPORT=1)"

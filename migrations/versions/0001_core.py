@@ -8,6 +8,8 @@ Invariants are stated by the schema itself:
   (trigger); a price snapshot and an audit row never change either;
 - a hold is resolved exactly once (`holds.status` moves from 'open' once, under a conditional
   UPDATE) and a hold transfer of each kind exists at most once per hold and debit account;
+- the ledger's functions are not here: each lives in its own file under ledger/sql/, applied by
+  revision 0006 (their first definitions are in git history);
 - a top-up reference is unique per account, so a repeated top-up cannot post twice.
 
 Revision ID: 0001
@@ -15,6 +17,7 @@ Revises:
 """
 from alembic import op
 
+from tokens_forge.db import sqlfiles
 from tokens_forge.db.sql import run_script
 
 revision = "0001"
@@ -271,17 +274,6 @@ CREATE TABLE audit_log (
 );
 CREATE INDEX audit_log_target ON audit_log (target_type, target_id);
 
-CREATE FUNCTION tf_forbid_change() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    RAISE EXCEPTION '% rows are append-only', TG_TABLE_NAME USING ERRCODE = 'restrict_violation';
-END $$;
-CREATE TRIGGER transfers_append_only BEFORE UPDATE OR DELETE ON transfers
-    FOR EACH ROW EXECUTE FUNCTION tf_forbid_change();
-CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
-    FOR EACH ROW EXECUTE FUNCTION tf_forbid_change();
-CREATE TRIGGER price_snapshots_immutable BEFORE UPDATE OR DELETE ON price_snapshots
-    FOR EACH ROW EXECUTE FUNCTION tf_forbid_change();
-
 INSERT INTO ledger_accounts (code, kind, no_overdraft) VALUES
     ('funding', 'funding', false),
     ('revenue:official', 'revenue', false),
@@ -289,178 +281,21 @@ INSERT INTO ledger_accounts (code, kind, no_overdraft) VALUES
     ('overage', 'overage', false);
 """
 
-FUNCTIONS = """
--- Post one transfer. The caller has already locked both accounts (in id order).
--- The no-overdraft CHECK on ledger_accounts refuses a debit the account cannot pay.
-CREATE FUNCTION tf_post(p_debit BIGINT, p_credit BIGINT, p_amount BIGINT, p_kind TEXT,
-                        p_account TEXT, p_bucket TEXT, p_hold BIGINT, p_receipt TEXT,
-                        p_attempt INTEGER, p_run TEXT, p_reference TEXT, p_reason TEXT)
-RETURNS BIGINT LANGUAGE plpgsql AS $$
-DECLARE v_id BIGINT; v_debit_after BIGINT; v_credit_after BIGINT;
-BEGIN
-    UPDATE ledger_accounts SET debits_posted = debits_posted + p_amount WHERE id = p_debit
-    RETURNING credits_posted - debits_posted INTO v_debit_after;
-    UPDATE ledger_accounts SET credits_posted = credits_posted + p_amount WHERE id = p_credit
-    RETURNING credits_posted - debits_posted INTO v_credit_after;
-    INSERT INTO transfers (debit_account_id, credit_account_id, amount, kind, account_id, bucket,
-                           hold_id, receipt_id, attempt_no, run_id, reference, reason,
-                           debit_balance_after, credit_balance_after)
-    VALUES (p_debit, p_credit, p_amount, p_kind, p_account, p_bucket, p_hold, p_receipt,
-            p_attempt, p_run, p_reference, p_reason, v_debit_after, v_credit_after)
-    RETURNING id INTO v_id;
-    RETURN v_id;
-END $$;
-
--- Reserve p_amount for one attempt against every cap that applies and the paying bucket, in
--- one transaction. Locks are taken in a fixed order (spend counters by id, then ledger
--- accounts by id) so that crossing requests never deadlock. Limits are read here, from the
--- tables, so that no cached copy of a key can let a cap be exceeded.
--- Returns hold_id, or refused_scope and what remains in it.
-CREATE FUNCTION tf_reserve(p_key TEXT, p_bucket TEXT, p_amount BIGINT, p_receipt TEXT,
-                           p_attempt INTEGER, p_run TEXT, p_ttl_s DOUBLE PRECISION,
-                           OUT hold_id BIGINT, OUT transfer_id BIGINT,
-                           OUT refused_scope TEXT, OUT remaining BIGINT)
-LANGUAGE plpgsql AS $$
-DECLARE
-    k         api_keys%ROWTYPE;
-    p         projects%ROWTYPE;
-    v_day     TEXT := to_char((now() AT TIME ZONE 'UTC')::date, 'YYYY-MM-DD');
-    v_scopes  TEXT[];
-    v_owners  TEXT[];
-    v_periods TEXT[];
-    v_limits  BIGINT[];
-    v_ids     BIGINT[];
-    v_wallet  BIGINT;
-    v_hold    BIGINT;
-    c         RECORD;
-BEGIN
-    SELECT * INTO k FROM api_keys WHERE id = p_key;
-    IF NOT FOUND OR k.status <> 'active' THEN
-        refused_scope := 'key_revoked'; remaining := 0; RETURN;
-    END IF;
-    IF k.per_request_limit_micros IS NOT NULL AND p_amount > k.per_request_limit_micros THEN
-        refused_scope := 'key_per_request'; remaining := k.per_request_limit_micros; RETURN;
-    END IF;
-    SELECT * INTO p FROM projects WHERE id = k.project_id;
-    v_scopes  := ARRAY['key_daily', 'key_total', 'project_daily', 'project_total'];
-    v_owners  := ARRAY[k.id, k.id, p.id, p.id];
-    v_periods := ARRAY[v_day, 'total', v_day, 'total'];
-    v_limits  := ARRAY[k.daily_limit_micros, k.total_limit_micros, p.daily_limit_micros, p.total_limit_micros];
-    IF p_run IS NOT NULL THEN
-        v_scopes  := v_scopes || 'run'::TEXT;
-        v_owners  := v_owners || p_run;
-        v_periods := v_periods || 'total'::TEXT;
-        v_limits  := v_limits || (SELECT budget_micros FROM runs WHERE id = p_run AND account_id = k.account_id);
-    END IF;
-
-    SELECT array_agg(sc.id) INTO v_ids FROM spend_counters sc
-      JOIN unnest(v_scopes, v_owners, v_periods) AS t(s, o, pr)
-        ON sc.scope = t.s AND sc.owner_id = t.o AND sc.period = t.pr;
-    IF coalesce(array_length(v_ids, 1), 0) < array_length(v_scopes, 1) THEN
-        INSERT INTO spend_counters (account_id, scope, owner_id, period)
-        SELECT k.account_id, t.s, t.o, t.pr FROM unnest(v_scopes, v_owners, v_periods) AS t(s, o, pr)
-        ON CONFLICT (scope, owner_id, period) DO NOTHING;
-        SELECT array_agg(sc.id) INTO v_ids FROM spend_counters sc
-          JOIN unnest(v_scopes, v_owners, v_periods) AS t(s, o, pr)
-            ON sc.scope = t.s AND sc.owner_id = t.o AND sc.period = t.pr;
-    END IF;
-    -- Lock order: counters by id. NO KEY UPDATE so foreign-key checks elsewhere never wait.
-    PERFORM 1 FROM spend_counters WHERE id = ANY(v_ids) ORDER BY id FOR NO KEY UPDATE;
-
-    FOR c IN
-        SELECT sc.scope, t.lim - sc.posted_micros - sc.pending_micros AS left_micros
-          FROM unnest(v_scopes, v_owners, v_periods, v_limits) WITH ORDINALITY AS t(s, o, pr, lim, n)
-          JOIN spend_counters sc ON sc.scope = t.s AND sc.owner_id = t.o AND sc.period = t.pr
-         WHERE t.lim IS NOT NULL
-         ORDER BY t.n
-    LOOP
-        IF c.left_micros < p_amount THEN
-            refused_scope := c.scope; remaining := greatest(c.left_micros, 0); RETURN;
-        END IF;
-    END LOOP;
-
-    SELECT id INTO v_wallet FROM ledger_accounts WHERE code = 'wallet:' || k.account_id || ':' || p_bucket;
-    SELECT id INTO v_hold FROM ledger_accounts WHERE code = 'hold:' || k.account_id || ':' || p_bucket;
-    PERFORM 1 FROM ledger_accounts WHERE id IN (v_wallet, v_hold) ORDER BY id FOR NO KEY UPDATE;
-    SELECT credits_posted - debits_posted INTO remaining FROM ledger_accounts WHERE id = v_wallet;
-    IF remaining < p_amount THEN
-        refused_scope := 'bucket'; RETURN;
-    END IF;
-
-    UPDATE spend_counters SET pending_micros = pending_micros + p_amount WHERE id = ANY(v_ids);
-    INSERT INTO holds (account_id, bucket, amount, counter_ids, receipt_id, attempt_no, run_id, expires_at)
-    VALUES (k.account_id, p_bucket, p_amount, v_ids, p_receipt, p_attempt, p_run,
-            now() + make_interval(secs => p_ttl_s))
-    RETURNING id INTO hold_id;
-    IF p_amount > 0 THEN
-        transfer_id := tf_post(v_wallet, v_hold, p_amount, 'reserve', k.account_id, p_bucket, hold_id,
-                               p_receipt, p_attempt, p_run, NULL, NULL);
-    END IF;
-    remaining := remaining - p_amount;
-END $$;
-
--- Resolve an open hold exactly once: charge min(p_charge, amount) to revenue as p_kind
--- ('settle' or 'failure_charge'), release the rest to the wallet, and book an upstream
--- overcharge beyond the hold to the platform's overage account (the customer's caps hold).
--- A hold that is no longer open (settled, voided, swept) matches nothing: resolved = false.
-CREATE FUNCTION tf_resolve(p_hold BIGINT, p_charge BIGINT, p_kind TEXT, p_status TEXT,
-                           OUT resolved BOOLEAN, OUT charged BIGINT, OUT overage BIGINT,
-                           OUT transfer_ids BIGINT[])
-LANGUAGE plpgsql AS $$
-DECLARE
-    h        holds%ROWTYPE;
-    v_wallet BIGINT;
-    v_hold   BIGINT;
-    v_rev    BIGINT;
-    v_over   BIGINT;
-    v_id     BIGINT;
-BEGIN
-    transfer_ids := ARRAY[]::BIGINT[];
-    UPDATE holds SET status = p_status, charged = least(greatest(p_charge, 0), amount), resolved_at = now()
-     WHERE id = p_hold AND status = 'open'
-    RETURNING * INTO h;
-    IF NOT FOUND THEN
-        resolved := false; charged := 0; overage := 0; RETURN;
-    END IF;
-    resolved := true;
-    charged := h.charged;
-    overage := greatest(p_charge - h.amount, 0);
-
-    PERFORM 1 FROM spend_counters WHERE id = ANY(h.counter_ids) ORDER BY id FOR NO KEY UPDATE;
-    UPDATE spend_counters SET pending_micros = pending_micros - h.amount,
-                              posted_micros = posted_micros + h.charged
-     WHERE id = ANY(h.counter_ids);
-    IF h.amount = 0 AND overage = 0 THEN RETURN; END IF;
-
-    SELECT id INTO v_wallet FROM ledger_accounts WHERE code = 'wallet:' || h.account_id || ':' || h.bucket;
-    SELECT id INTO v_hold FROM ledger_accounts WHERE code = 'hold:' || h.account_id || ':' || h.bucket;
-    SELECT id INTO v_rev FROM ledger_accounts
-     WHERE code = CASE h.bucket WHEN 'credit' THEN 'revenue:official' ELSE 'revenue:routed' END;
-    SELECT id INTO v_over FROM ledger_accounts WHERE code = 'overage';
-    PERFORM 1 FROM ledger_accounts WHERE id IN (v_wallet, v_hold, v_rev, v_over) ORDER BY id FOR NO KEY UPDATE;
-
-    IF h.charged > 0 THEN
-        v_id := tf_post(v_hold, v_rev, h.charged, p_kind, h.account_id, h.bucket, h.id,
-                        h.receipt_id, h.attempt_no, h.run_id, NULL, NULL);
-        transfer_ids := transfer_ids || v_id;
-    END IF;
-    IF h.amount > h.charged THEN
-        v_id := tf_post(v_hold, v_wallet, h.amount - h.charged, 'release', h.account_id, h.bucket, h.id,
-                        h.receipt_id, h.attempt_no, h.run_id, NULL, p_status);
-        transfer_ids := transfer_ids || v_id;
-    END IF;
-    IF overage > 0 THEN
-        v_id := tf_post(v_over, v_rev, overage, p_kind, h.account_id, h.bucket, h.id,
-                        h.receipt_id, h.attempt_no, h.run_id, NULL, 'overage: upstream usage beyond the hold');
-        transfer_ids := transfer_ids || v_id;
-    END IF;
-END $$;
+TRIGGERS = """
+CREATE TRIGGER transfers_append_only BEFORE UPDATE OR DELETE ON transfers
+    FOR EACH ROW EXECUTE FUNCTION tf_forbid_change();
+CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION tf_forbid_change();
+CREATE TRIGGER price_snapshots_immutable BEFORE UPDATE OR DELETE ON price_snapshots
+    FOR EACH ROW EXECUTE FUNCTION tf_forbid_change();
 """
 
 
 def upgrade() -> None:
     run_script(op.execute, TABLES)
-    run_script(op.execute, FUNCTIONS)
+    # the append-only triggers need their function now (its one home: ledger/sql/tf_forbid_change.sql)
+    sqlfiles.apply_one(op.execute, "tf_forbid_change")
+    run_script(op.execute, TRIGGERS)
 
 
 def downgrade() -> None:

@@ -158,6 +158,7 @@ async def _verify(url: str):
     engine = make_engine(url, pool_size=1, max_overflow=0)
     try:
         async with engine.connect() as conn:
-            return await verify(conn, sweep_interval_s=Settings().sweep_interval_s)
+            s = Settings()
+            return await verify(conn, sweep_interval_s=s.sweep_interval_s, dead_after_s=s.worker_dead_after_s)
     finally:
         await engine.dispose()

@@ -21,12 +21,23 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = 8 * 1024 * 1024
     default_max_tokens: int = 4096
-    hold_ttl_s: float = 900.0
+    hold_ttl_s: float = Field(default=900.0, description="the expiry of a hold that no worker owns (a script's)")
     durable_settle: bool = Field(
         default=False,
         description="wait for the WAL flush when settling too (reservations always do); off, a settle lost in a "
                     "database crash leaves a hold that the sweeper releases: never an overcharge")
     sweep_interval_s: float = 5.0
+    worker_heartbeat_s: float = Field(default=2.0, gt=0, description="how often a worker says it is alive")
+    worker_dead_after_s: float = Field(
+        default=30.0, gt=0,
+        description="a worker silent this long is dead: the sweeper releases the holds it owned")
+    settle_wait_s: float = Field(
+        default=2.0, gt=0,
+        description="how long an answer waits for its settle to commit; past that (the database is away) the "
+                    "client gets its answer and the worker keeps retrying the settle")
+    settle_retry_s: float = Field(
+        default=900.0, ge=0,
+        description="how long a settle is retried while the database is unavailable before it is given up")
     key_cache_ttl_s: float = 0.5
     db_pool_size: int = 5
     db_max_overflow: int = 10

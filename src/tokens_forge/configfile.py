@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tokens_forge.routing import service as routes
 from tokens_forge.routing.models import Route
-from tokens_forge.routing.schemas import FailedRequestCharge, PriceIn, RouteCreate, RouteUpdate
+from tokens_forge.routing.schemas import FailedRequestCharge, MediaBoundsIn, PriceIn, RouteCreate, RouteUpdate
 from tokens_forge.schemas import Name, Strict
 
 ACTOR = "config"
@@ -54,6 +54,7 @@ class ConfigRoute(Strict):
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
     priority: int = 100
     enabled: bool = True
+    media_bounds: MediaBoundsIn = MediaBoundsIn()
 
 
 class ConfigModel(Strict):
@@ -106,7 +107,7 @@ def _route_create(model: str, r: ConfigRoute) -> RouteCreate:
     return RouteCreate(model=model, kind=r.kind, base_url=r.base_url, upstream_model=r.upstream_model,
                        upstream_api_key_env=r.upstream_api_key_env, price=r.price,
                        failed_request_charge=r.failed_request_charge, timeout_s=r.timeout_s,
-                       priority=r.priority, enabled=r.enabled)
+                       priority=r.priority, enabled=r.enabled, media_bounds=r.media_bounds)
 
 
 async def apply_config(session: AsyncSession, cfg: ConfigFile) -> list[str]:

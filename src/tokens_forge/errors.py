@@ -28,6 +28,16 @@ class ForgeError(Exception):
         return out
 
 
+def name_receipt(exc: Exception, receipt_id: str, headers: dict[str, str]) -> None:
+    """An unexpected failure after a request's receipt was written (the database went away, say):
+    whatever answer it becomes must still name the receipt (see `receipt_of`)."""
+    exc.__dict__["tf_receipt"] = (receipt_id, dict(headers))
+
+
+def receipt_of(exc: BaseException) -> tuple[str, dict[str, str]] | None:
+    return exc.__dict__.get("tf_receipt") if hasattr(exc, "__dict__") else None
+
+
 class InvalidRequest(ForgeError):
     status_code = 400
     code = "invalid_request"

@@ -3,6 +3,7 @@ key and route caches and the background workers (hold sweeper, run-control liste
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -26,9 +27,11 @@ from tokens_forge.db.resolve import database_url
 from tokens_forge.db.url import plain_url
 from tokens_forge.errors import RequestTooLarge
 from tokens_forge.keys.auth import KeyCache
+from tokens_forge.ledger.workers import Worker
+from tokens_forge.ledger.writer import LedgerWriter
 from tokens_forge.pipeline.background import Background
-from tokens_forge.pipeline.group_commit import LedgerWriter
 from tokens_forge.routing.cache import RouteCache
+from tokens_forge.state import AppState
 from tokens_forge.upstream.transport import UpstreamClient
 
 log = logging.getLogger("tokens_forge")
@@ -83,7 +86,11 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         app.state.pg = await asyncpg.create_pool(plain_url(url), min_size=1, max_size=settings.hot_pool_size,
                                                  max_inactive_connection_lifetime=30, reset=_no_reset,
                                                  server_settings={"application_name": "tokens-forge-hot"})
-        app.state.ledger_writer = LedgerWriter(durable_settle=settings.durable_settle)
+        app.state.ledger_writer = LedgerWriter(durable_settle=settings.durable_settle,
+                                               settle_retry_s=settings.settle_retry_s)
+        app.state.jobs = set()
+        app.state.worker = Worker()
+        await app.state.worker.beat(app.state.pg)  # alive before it owns any hold
         app.state.keys = KeyCache(app.state.pg, settings.key_cache_ttl_s)
         app.state.routes = RouteCache(app.state.pg, ttl_s=1.0)
         app.state.http = UpstreamClient(settings.upstream_max_connections)
@@ -97,8 +104,14 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         try:
             yield
         finally:
+            if app.state.jobs:  # outcomes still being kept: a little time to finish
+                await asyncio.wait(list(app.state.jobs), timeout=5)
             await app.state.background.stop()
             await app.state.ledger_writer.close()
+            try:
+                await app.state.worker.leave(app.state.pg)
+            except Exception as exc:  # the database is away: the heartbeat stops, and the row ages out
+                log.warning("could not deregister worker %s: %s", app.state.worker.id, type(exc).__name__)
             await app.state.http.aclose()
             await app.state.pg.close()
             await engine.dispose()
@@ -106,6 +119,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     app = FastAPI(title="Tokens Forge", version=__version__, lifespan=lifespan,
                   default_response_class=FastJSONResponse,
                   description="An OpenAI-compatible LLM gateway with a spend guard and a double-entry ledger.")
+    app.state = AppState()  # type: ignore[assignment]  # typed: see tokens_forge.state
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(ChatFastPath, owner=app)  # outermost: chat completions skip the rest

@@ -77,7 +77,7 @@ async def close_receipts(engine: AsyncEngine, ids: list[str]) -> None:
     async with engine.begin() as conn:
         await conn.execute(text("""
             UPDATE receipts r SET status = 'succeeded', completed_at = clock_timestamp(),
-                   total_charged_micros = (SELECT coalesce(sum(charged), 0) FROM holds h WHERE h.receipt_id = r.id)
+                   total_charged_micros = (SELECT coalesce(sum(charged + late_charged), 0) FROM holds h WHERE h.receipt_id = r.id)
              WHERE id = ANY(:ids) AND NOT EXISTS (SELECT 1 FROM holds h WHERE h.receipt_id = r.id
                                                                       AND h.status = 'open')"""),
             {"ids": ids})

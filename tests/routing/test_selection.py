@@ -3,7 +3,7 @@
 import pytest
 
 from tokens_forge.errors import Forbidden, NoHealthyRoute, NotFound
-from tokens_forge.guard.bounds import Price
+from tokens_forge.guard.money import Price
 from tokens_forge.keys.auth import AuthedKey
 from tokens_forge.routing.cache import RouteInfo
 from tokens_forge.routing.selection import plan_routes

@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.conftest import free_port
-from tokens_forge.guard.bounds import Price
+from tokens_forge.guard.money import Price
 from tokens_forge.routing.cache import RouteInfo
 from tokens_forge.upstream import client as upstream
 from tokens_forge.upstream.client import UpstreamFailure
@@ -55,9 +55,9 @@ async def up():
 def test_body_passes_every_parameter_and_swaps_the_model():
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function"}],
             "response_format": {"type": "json_object"}, "temperature": 0.3, "seed": 7, "logit_bias": {"1": 2}}
-    out = orjson.loads(upstream.upstream_body(body, ROUTE, max_tokens=None, stream=False))
+    out = orjson.loads(upstream.upstream_body(body, ROUTE, output_cap=None, stream=False))
     assert out == {**body, "model": "up-m"}
-    out = orjson.loads(upstream.upstream_body(body, ROUTE, max_tokens=99, stream=True))
+    out = orjson.loads(upstream.upstream_body(body, ROUTE, output_cap=99, stream=True))
     assert out["max_tokens"] == 99 and out["stream_options"] == {"include_usage": True}
 
 
@@ -68,7 +68,7 @@ async def test_extra_fields_pass_through_and_no_usage_is_none(up):
     comp = await upstream.complete(http, ROUTE, b"{}")
     assert server.seen[0]["Authorization"] == "Bearer sk-secret"
     assert comp.data["extra"] == {"a": 1} and upstream.usage_of(comp.data) is None
-    assert upstream.completion_chars(comp.data) == 3
+    assert upstream.completion_text(comp.data).chars == 3
 
 
 @pytest.mark.parametrize("answer,outcome,status", [

@@ -20,6 +20,7 @@ from tokens_forge.errors import (
     NotFound,
     RequestTooLarge,
     ServiceUnavailable,
+    receipt_of,
 )
 
 log = logging.getLogger("tokens_forge")
@@ -85,7 +86,17 @@ def _database_error(orig: object) -> ForgeError:
 
 
 def as_forge_error(exc: Exception) -> ForgeError | None:
-    """The one mapping of failures to answers, for the exception handlers and the chat fast path."""
+    """The one mapping of failures to answers, for the exception handlers and the chat fast path.
+    An answer for a request whose receipt exists names it."""
+    err = _mapped(exc)
+    named = receipt_of(exc)
+    if err is not None and named is not None and err.receipt_id is None:
+        err.receipt_id = named[0]
+        err.headers = {**named[1], **err.headers}
+    return err
+
+
+def _mapped(exc: Exception) -> ForgeError | None:
     if isinstance(exc, ForgeError):
         return exc
     if isinstance(exc, RequestValidationError):

@@ -1,24 +1,18 @@
-"""Reserve and resolve holds: thin calls of the plpgsql functions of migration 0001 (one round
-trip each). Refusals come back as data; the pipeline turns them into 402 answers."""
+"""Reserve and resolve holds one at a time (tf_write_batch with one item, ledger/sql/), and what is
+left of a key's budget. Refusals come back as data; the pipeline turns them into 402 answers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import asyncpg
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-SCOPE_NAMES = {
-    "key_per_request": "the key's per-request limit",
-    "key_daily": "the key's daily limit",
-    "key_total": "the key's total limit",
-    "project_daily": "the project's daily limit",
-    "project_total": "the project's total limit",
-    "run": "the run's budget",
-    "bucket": "the balance",
-    "key_revoked": "the key",
-}
+from tokens_forge.guard.money import SCOPES
+
+SCOPE_NAMES = {**SCOPES, "key_revoked": "the key"}
 
 
 @dataclass(frozen=True)
@@ -41,23 +35,38 @@ class Resolution:
     transfer_ids: list[int]
 
 
+def _write(finishes: list[dict], opens: list[dict]):
+    return text("SELECT * FROM tf_write_batch(CAST(:f AS jsonb), CAST(:o AS jsonb), true)").bindparams(
+        f=orjson.dumps(finishes).decode(), o=orjson.dumps(opens).decode())
+
+
 async def reserve(conn: AsyncConnection, *, key_id: str, bucket: str, amount: int, receipt_id: str,
-                  attempt_no: int, run_id: str | None, ttl_s: float) -> Reservation:
-    row = (await conn.execute(
-        text("SELECT * FROM tf_reserve(:k, :b, :amt, :r, :n, :run, :ttl)"),
-        {"k": key_id, "b": bucket, "amt": amount, "r": receipt_id, "n": attempt_no, "run": run_id, "ttl": ttl_s},
-    )).one()
-    return Reservation(row.hold_id, row.transfer_id, row.refused_scope, int(row.remaining or 0))
+                  attempt_no: int, run_id: str | None, ttl_s: float, owner_id: str | None = None) -> Reservation:
+    """One reservation through tf_write_batch, in the caller's transaction (its receipt must exist;
+    no attempt row). The hot path goes through ledger.attempts instead."""
+    item = {"receipt_id": receipt_id, "create": False, "key_id": key_id, "run_id": run_id, "bucket": bucket,
+            "attempt_no": attempt_no, "amount": amount, "ttl_s": ttl_s, "owner_id": owner_id}
+    row = (await conn.execute(_write([], [item]))).one()
+    transfer = None
+    if row.hold_id is not None:
+        transfer = (await conn.execute(text("SELECT id FROM transfers WHERE hold_id = :h AND kind = 'reserve'"),
+                                       {"h": row.hold_id})).scalar()
+    return Reservation(row.hold_id, transfer, row.refused_scope, int(row.remaining or 0))
 
 
 async def resolve(conn: AsyncConnection, *, hold_id: int, charge: int, kind: str = "settle",
-                  status: str = "settled") -> Resolution:
-    """kind: 'settle' or 'failure_charge'; status: 'settled', 'voided' or 'expired'."""
-    row = (await conn.execute(
-        text("SELECT * FROM tf_resolve(:h, :c, :k, :s)"),
-        {"h": hold_id, "c": charge, "k": kind, "s": status},
-    )).one()
-    return Resolution(bool(row.resolved), int(row.charged), int(row.overage), list(row.transfer_ids or []))
+                  status: str | None = None) -> Resolution:
+    """Resolve one hold through tf_write_batch, in the caller's transaction: charge what fits the
+    hold and book the rest as overage. kind: 'settle' or 'failure_charge'; status: 'settled',
+    'voided' or 'expired' (None: settled when something is charged, else voided)."""
+    amount = (await conn.execute(text("SELECT amount FROM holds WHERE id = :h"), {"h": hold_id})).scalar() or 0
+    item = {"hold_id": hold_id, "charge": min(charge, amount), "overage": max(charge - amount, 0), "kind": kind,
+            "status": status, "record": False}
+    row = (await conn.execute(_write([item], []))).one()
+    ids = (await conn.execute(text("SELECT id FROM transfers WHERE hold_id = :h AND kind <> 'reserve' ORDER BY id"),
+                              {"h": hold_id})).scalars().all()
+    overage = max(charge - amount, 0) if row.resolved else 0
+    return Resolution(bool(row.resolved), int(row.charged), overage, list(ids))
 
 
 _REMAINING = """

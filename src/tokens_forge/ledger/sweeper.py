@@ -1,47 +1,43 @@
-"""Recovery: holds carry an expiry on the database clock. The sweeper (in every worker, safe to
-run concurrently: SKIP LOCKED and the exactly-once resolution of tf_resolve) releases expired
-holds and closes their receipts. A settle arriving later finds nothing open and charges nothing."""
+"""Recovery: a hold is released when its worker is gone (its heartbeat stopped: ledger.workers),
+or, for a hold that has no owner, when its expiry on the database clock has passed. The sweeper
+runs in every worker, safe to run concurrently: SKIP LOCKED, and tf_write_batch resolves a hold
+exactly once. A settle arriving later books what was delivered as a late charge, as far as the
+funds and caps allow."""
 
 from __future__ import annotations
 
+import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokens_forge.db.plans import INDEX_ONLY
-from tokens_forge.guard.service import resolve
+
+_DUE = text("""
+    SELECT h.id FROM holds h
+     WHERE h.status = 'open'
+       AND CASE WHEN h.owner_id IS NULL THEN h.expires_at < now() ELSE tf_owner_gone(h.owner_id, :dead) END
+     ORDER BY h.id LIMIT :n
+       FOR NO KEY UPDATE SKIP LOCKED""")
+_RELEASE = text("SELECT count(*) FILTER (WHERE resolved) FROM tf_write_batch(CAST(:f AS jsonb), '[]'::jsonb, false)")
+REASON = "released by the sweeper: the gateway worker serving the request is gone; nothing charged"
 
 
-async def sweep_expired(engine: AsyncEngine, batch: int = 100) -> int:
-    async with engine.connect() as conn:
+def release_item(hold_id: int) -> dict:
+    return {"hold_id": hold_id, "charge": 0, "overage": 0, "kind": "settle", "status": "expired",
+            "outcome": "timeout", "charge_rule": "none", "reason": REASON,
+            "error": "the gateway did not settle this attempt: its worker stopped or lost the database",
+            "final_status": "failed", "final_code": "hold_expired",
+            "final_reason": "the request did not finish: the gateway worker serving it is gone; its hold was released"}
+
+
+async def sweep_expired(engine: AsyncEngine, *, dead_after_s: float, batch: int = 100) -> int:
+    async with engine.begin() as conn:
         await conn.execute(INDEX_ONLY)
-        due = (await conn.execute(text("""
-            SELECT id, receipt_id, attempt_no FROM holds WHERE status = 'open' AND expires_at < now()
-             ORDER BY expires_at LIMIT :n"""), {"n": batch})).all()
-    swept = 0
-    for hold_id, receipt_id, attempt_no in due:
-        async with engine.begin() as conn:
-            locked = (await conn.execute(text(
-                "SELECT 1 FROM holds WHERE id = :h AND status = 'open' FOR NO KEY UPDATE SKIP LOCKED"),
-                {"h": hold_id})).first()
-            if locked is None:
-                continue
-            res = await resolve(conn, hold_id=hold_id, charge=0, kind="settle", status="expired")
-            if not res.resolved:
-                continue
-            swept += 1
-            await conn.execute(text("""
-                UPDATE attempts SET ended_at = clock_timestamp(), outcome = 'timeout', charged_micros = 0,
-                       charge_reason = 'hold expired: released by the sweeper, nothing charged',
-                       error = 'the gateway did not settle this attempt before its hold expired'
-                 WHERE receipt_id = :r AND attempt_no = :n AND outcome IS NULL"""),
-                {"r": receipt_id, "n": attempt_no})
-            await conn.execute(text("""
-                UPDATE receipts SET status = 'failed', error_code = 'hold_expired', completed_at = clock_timestamp(),
-                       reason = 'the request did not finish before its hold expired; the hold was released'
-                 WHERE id = :r AND status = 'pending'
-                   AND NOT EXISTS (SELECT 1 FROM holds WHERE receipt_id = :r AND status = 'open')"""),
-                {"r": receipt_id})
-    return swept
+        due = (await conn.execute(_DUE, {"dead": dead_after_s, "n": batch})).scalars().all()
+        if not due:
+            return 0
+        items = orjson.dumps([release_item(h) for h in due]).decode()
+        return int((await conn.execute(_RELEASE, {"f": items})).scalar_one())
 
 
 async def forget_old_idempotency_keys(engine: AsyncEngine, batch: int = 1000) -> int:

@@ -49,33 +49,37 @@ CHECKS: list[tuple[str, str, str]] = [
      """SELECT sc.scope || ':' || sc.owner_id || ':' || sc.period AS what FROM spend_counters sc
           LEFT JOIN LATERAL (
             SELECT coalesce(sum(amount) FILTER (WHERE status = 'open'), 0) AS pending,
-                   coalesce(sum(charged) FILTER (WHERE status <> 'open'), 0) AS posted
+                   coalesce(sum(charged + late_charged) FILTER (WHERE status <> 'open'), 0) AS posted
               FROM holds WHERE account_id = sc.account_id AND sc.id = ANY(counter_ids)) h ON true
          WHERE sc.pending_micros <> h.pending OR sc.posted_micros <> h.posted"""),
     ("receipts_match_ledger",
-     "every receipt's total_charged_micros equals what the ledger posted for it",
+     "every receipt's total_charged_micros equals what the ledger posted for it (late charges included)",
      """SELECT r.id AS what FROM receipts r
           LEFT JOIN (SELECT t.receipt_id, sum(t.amount) AS s FROM transfers t
-                       JOIN ledger_accounts la ON la.id = t.debit_account_id AND la.kind = 'hold'
+                       JOIN ledger_accounts la ON la.id = t.debit_account_id AND la.kind IN ('hold', 'wallet')
                       WHERE t.kind IN ('settle', 'failure_charge') GROUP BY 1) p ON p.receipt_id = r.id
          WHERE r.status <> 'pending' AND r.total_charged_micros <> coalesce(p.s, 0)"""),
     ("attempts_match_ledger",
      "every attempt's charged_micros equals what the ledger posted for it",
      """SELECT a.receipt_id || '#' || a.attempt_no AS what FROM attempts a
           LEFT JOIN holds h ON h.id = a.hold_id
-         WHERE a.outcome IS NOT NULL AND h.status <> 'open' AND a.charged_micros <> coalesce(h.charged, 0)"""),
+         WHERE a.outcome IS NOT NULL AND h.status <> 'open'
+           AND a.charged_micros <> coalesce(h.charged + h.late_charged, 0)"""),
     ("no_stale_holds",
-     "no open hold is older than its expiry plus the sweep interval",
-     """SELECT id::text AS what FROM holds
-         WHERE status = 'open' AND expires_at + make_interval(secs => :grace) < now()"""),
+     "no open hold outlives its worker (or, without one, its expiry) by more than two sweeps",
+     """SELECT h.id::text AS what FROM holds h
+         WHERE h.status = 'open'
+           AND CASE WHEN h.owner_id IS NULL THEN h.expires_at + make_interval(secs => :grace) < now()
+                    ELSE tf_owner_gone(h.owner_id, :dead + :grace) END"""),
 ]
 
 
-async def verify(conn: AsyncConnection, *, sweep_interval_s: float = 5.0) -> tuple[bool, list[Check]]:
+async def verify(conn: AsyncConnection, *, sweep_interval_s: float = 5.0,
+                 dead_after_s: float = 30.0) -> tuple[bool, list[Check]]:
     results = []
-    grace = sweep_interval_s * 2 + 5
+    params = {"grace": sweep_interval_s * 2 + 5, "dead": dead_after_s}
     for name, description, sql in CHECKS:
-        rows = (await conn.execute(text(f"SELECT what FROM ({sql}) q LIMIT 6"), {"grace": grace})).scalars().all()
+        rows = (await conn.execute(text(f"SELECT what FROM ({sql}) q LIMIT 6"), params)).scalars().all()
         if rows:
             shown = ", ".join(rows[:5]) + (" …" if len(rows) > 5 else "")
             results.append(Check(name, False, f"violated: {description}: {shown}"))

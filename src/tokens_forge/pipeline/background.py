@@ -1,27 +1,29 @@
-"""Per-worker background work: the hold sweeper, the route-health refresher, and the run-control
-listener (LISTEN tf_run_control, plus a poll of in-flight runs as a safety net)."""
+"""Per-worker background work: the worker's heartbeat (its holds live as long as it beats), the
+hold sweeper, the route-health refresher, and the run-control listener (LISTEN tf_run_control,
+plus a poll of in-flight runs as a safety net)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 import asyncpg
 from sqlalchemy import text
 
 from tokens_forge.db.url import plain_url
 from tokens_forge.ledger.sweeper import forget_old_idempotency_keys, sweep_expired
+from tokens_forge.ledger.workers import forget_long_dead
 from tokens_forge.routing.health import RouteHealth
 from tokens_forge.runs.flights import FlightRegistry
+from tokens_forge.state import AppState
 
 log = logging.getLogger("tokens_forge.background")
 CHANNEL = "tf_run_control"
 
 
 class Background:
-    def __init__(self, state: Any, url: str):
+    def __init__(self, state: AppState, url: str):
         self.state = state
         self.url = url
         state.flights = FlightRegistry()
@@ -32,6 +34,7 @@ class Background:
         with contextlib.suppress(Exception):
             await self.state.health.refresh()
         self._tasks = [
+            asyncio.create_task(self._every(self.state.settings.worker_heartbeat_s, self._beat), name="heartbeat"),
             asyncio.create_task(self._every(self.state.settings.sweep_interval_s, self._sweep), name="sweeper"),
             asyncio.create_task(self._every(2.0, self.state.health.refresh), name="health"),
             asyncio.create_task(self._every(1.0, self._poll_cancelled_runs), name="run-poll"),
@@ -55,11 +58,15 @@ class Background:
             except Exception as exc:  # the database may be restarting: try again next tick
                 log.warning("%s failed: %s", getattr(fn, "__name__", fn), type(exc).__name__)
 
+    async def _beat(self) -> None:
+        await self.state.worker.beat(self.state.pg)
+
     async def _sweep(self) -> None:
-        n = await sweep_expired(self.state.engine)
+        n = await sweep_expired(self.state.engine, dead_after_s=self.state.settings.worker_dead_after_s)
         if n:
-            log.info("released %d expired hold(s)", n)
+            log.info("released %d hold(s) of gone workers", n)
         await forget_old_idempotency_keys(self.state.engine)
+        await forget_long_dead(self.state.pg)
 
     async def _poll_cancelled_runs(self) -> None:
         runs = self.state.flights.runs()

@@ -1,13 +1,13 @@
 """One request's story: plan routes → size and reserve → forward → settle → receipt, with
 retries and fallback (each attempt its own reservation on its own bucket). The router calls
-`ChatStory.respond()`; everything about money happens in `store` and the plpgsql functions."""
+`ChatStory.respond()`. Every money decision (the reservation, each charge) is made by
+guard.money; the ledger (ledger.attempts, ledger/sql) checks the caps and posts it."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from dataclasses import dataclass
-from typing import Any
 
 import anyio
 from fastapi.responses import Response, StreamingResponse
@@ -15,23 +15,29 @@ from fastapi.responses import Response, StreamingResponse
 from tokens_forge.errors import (
     Conflict,
     ForgeError,
+    InvalidRequest,
     SpendGuardError,
     Unauthorized,
     UpstreamError,
     UpstreamTimeout,
+    name_receipt,
 )
+from tokens_forge.guard import money
 from tokens_forge.guard import service as guard
-from tokens_forge.guard.bounds import affordable_output_tokens, cost, estimate_tokens, input_tokens_bound
+from tokens_forge.guard.money import Sizing
 from tokens_forge.ids import new_id
 from tokens_forge.keys.auth import AuthedKey
-from tokens_forge.pipeline import idempotency, store
+from tokens_forge.ledger import attempts as store
+from tokens_forge.ledger.attempts import AttemptEnd, ReceiptEnd, ReceiptHead
+from tokens_forge.pipeline import idempotency
 from tokens_forge.pipeline.request import ChatRequest
-from tokens_forge.pipeline.store import AttemptEnd, ReceiptEnd, ReceiptHead
-from tokens_forge.pipeline.stream import RelayResponse, StreamRelay
+from tokens_forge.pipeline.stream import RelayResponse, StreamAttempt, StreamRelay
+from tokens_forge.receipts import refusals
 from tokens_forge.routing.cache import RouteInfo
 from tokens_forge.routing.selection import plan_routes
 from tokens_forge.runs.flights import Flight, RunCancelled, bounded
 from tokens_forge.runs.service import check_run_accepts, mark_exhausted_if_spent
+from tokens_forge.state import AppState
 from tokens_forge.upstream import client as upstream
 from tokens_forge.upstream.client import UpstreamFailure
 from tokens_forge.upstream.sse import EventSplitter
@@ -41,16 +47,8 @@ log = logging.getLogger("tokens_forge.chat")
 MAX_BACKOFF_S = 10.0
 
 
-@dataclass(frozen=True)
-class Sizing:
-    amount: int               # the reservation: a true upper bound of the attempt's cost
-    send_max_tokens: int | None
-    input_bound: int
-    output_bound: int
-
-
 class ChatStory:
-    def __init__(self, state: Any, key: AuthedKey, req: ChatRequest, *, run_id: str | None,
+    def __init__(self, state: AppState, key: AuthedKey, req: ChatRequest, *, run_id: str | None,
                  idempotency_key: str | None, flight: Flight | None):
         self.state = state
         self.settings = state.settings
@@ -63,7 +61,7 @@ class ChatStory:
                                 key_id=key.id, run_id=run_id, model=req.model, stream=req.stream,
                                 idempotency_key=idempotency_key)
         self.attempts = 0
-        self._opened = False
+        self.opened = False  # its receipt exists
         self.reserved = 0  # over all attempts, like the charge
         self.charged = 0
         self.headers: dict[str, str] = {"X-TF-Receipt-Id": self.head.id}
@@ -106,11 +104,10 @@ class ChatStory:
     async def _release_after_error(self, route: RouteInfo, res: guard.Reservation, exc: BaseException) -> None:
         """Something other than the upstream failed mid-attempt (a bug, the database, a cancelled
         task): release the hold now rather than leaving it to the sweeper."""
-        end = AttemptEnd("upstream_error", 0, "settle", "gateway error: the hold was released",
-                         error=f"gateway error: {type(exc).__name__}")
+        end = AttemptEnd("upstream_error", money.gateway_error_charge(), error=f"gateway error: {type(exc).__name__}")
         with anyio.CancelScope(shield=True):
             try:
-                await self._finish(route, res, end, ReceiptEnd("failed", reason=end.error, error_code="gateway_error"))
+                await self.finish(route, res, end, ReceiptEnd("failed", reason=end.error, error_code="gateway_error"))
             except Exception:  # the sweeper releases the hold when it expires
                 log.exception("could not release the hold of receipt %s", self.head.id)
 
@@ -139,28 +136,20 @@ class ChatStory:
 
     async def _size(self, route: RouteInfo) -> Sizing:
         req = self.req
-        input_bound = input_tokens_bound(req.size_bytes, req.messages, req.images)
-        send_max = None
-        if req.max_tokens is not None:
-            per_choice = req.max_tokens
-        else:
+        remaining = None
+        if money.needs_remaining(req.client_cap):
             remaining = await guard.remaining_budget(self.pg, key_id=self.key.id, bucket=route.bucket,
                                                      run_id=self.head.run_id)
-            affordable = affordable_output_tokens(remaining, input_bound, route.price) // req.n
-            per_choice = max(1, min(self.settings.default_max_tokens, affordable))
-            send_max = per_choice
-        output_bound = per_choice * req.n
-        amount = cost(input_bound, output_bound, route.price)
-        if route.failed_charge_mode == "flat":
-            amount = max(amount, route.failed_charge_flat_micros)
-        return Sizing(amount, send_max, input_bound, output_bound)
+        return money.size_attempt(req.shape, route.terms, client_cap=req.client_cap, n=req.n, remaining=remaining,
+                                  default_cap=self.settings.default_max_tokens)
 
     async def _reserve(self, route: RouteInfo, sizing: Sizing, *, reject: bool) -> guard.Reservation:
         attempt_no = self.attempts + 1
         ttl = self.settings.hold_ttl_s + route.timeout_s
         res = await store.open_attempt(self.pg, self.head, route, attempt_no, sizing.amount, ttl,
-                                       create=not self._opened, reject=reject, writer=self.state.ledger_writer)
-        self._opened = True
+                                       create=not self.opened, reject=reject, owner_id=self.state.worker.id,
+                                       writer=self.state.ledger_writer)
+        self.opened = True
         if res.ok:
             self.attempts = attempt_no
             self.reserved += sizing.amount
@@ -183,7 +172,7 @@ class ChatStory:
                 f"Top up the {route.bucket} bucket or lower max_tokens.", code="insufficient_balance")
         else:
             err = SpendGuardError(
-                f"spend limit: {guard.SCOPE_NAMES.get(scope, scope)} has {res.remaining} micros left; {need}. "
+                f"spend limit: {money.refusal_scope_name(scope)} has {res.remaining} micros left; {need}. "
                 f"Lower max_tokens or raise the limit.", code="spend_limit_exceeded")
         err.receipt_id = self.head.id
         err.headers = dict(self.headers)
@@ -192,41 +181,30 @@ class ChatStory:
     # -- forwarding ------------------------------------------------------------------------
 
     async def _attempt(self, route: RouteInfo, sizing: Sizing, res: guard.Reservation) -> Response:
-        payload = upstream.upstream_body(self.req.body, route, max_tokens=sizing.send_max_tokens,
-                                         stream=self.req.stream)
+        payload = upstream.upstream_body(self.req.body, route, output_cap=sizing.send_cap, stream=self.req.stream)
         if self.req.stream:
             return await self._open_stream(route, sizing, res, payload)
         comp = await bounded(upstream.complete(self.state.http, route, payload), self.flight, None)
-        usage = upstream.usage_of(comp.data)
-        estimated = usage is None
-        pt, ct = usage if usage else (estimate_tokens(self.req.prompt_chars),
-                                      estimate_tokens(upstream.completion_chars(comp.data)))
-        end = AttemptEnd("success", cost(pt, ct, route.price), "settle",
-                         "usage estimated (upstream sent none) × price" if estimated else "usage × price",
-                         pt, ct, comp.status, comp.latency_ms)
-        await self._finish(route, res, end, ReceiptEnd("succeeded", usage_estimated=estimated))
+        charge = money.usage_charge(sizing, route.terms, upstream.usage_of(comp.data),
+                                    upstream.completion_text(comp.data))
+        end = AttemptEnd("success", charge, comp.status, comp.latency_ms)
+        await self.finish(route, res, end, ReceiptEnd("succeeded", usage_estimated=charge.estimated))
         self.headers["X-TF-Charged-Micros"] = str(self.charged)
         return Response(comp.body, status_code=200, media_type="application/json", headers=self.headers)
 
-    async def _finish(self, route: RouteInfo, res: guard.Reservation, end: AttemptEnd,
-                      final: ReceiptEnd | None) -> None:
+    async def finish(self, route: RouteInfo, res: guard.Reservation, end: AttemptEnd,
+                     final: ReceiptEnd | None) -> None:
+        """Settle the attempt's hold with the charge decided (and close the receipt with `final`)."""
         assert res.hold_id is not None
-        self.charged += await store.finish_attempt(self.pg, self.head, route, self.attempts, res.hold_id,
-                                                   end, final, writer=self.state.ledger_writer)
-
-    def _failure_charge(self, route: RouteInfo, sizing: Sizing) -> tuple[int, str]:
-        if route.failed_charge_mode == "flat":
-            return min(route.failed_charge_flat_micros, sizing.amount), "failed request: the route's flat charge"
-        if route.failed_charge_mode == "input_tokens":
-            return (cost(estimate_tokens(self.req.prompt_chars), 0, route.price),
-                    "failed request: the route charges input tokens")
-        return 0, "failed request: the route charges nothing for failures"
+        charged = await store.finish_attempt(self.pg, self.head, route, self.attempts, res.hold_id, end, final,
+                                             writer=self.state.ledger_writer, patience_s=self.settings.settle_wait_s)
+        # None: the database is away and the writer keeps the settle; it will book what was decided
+        self.charged += end.charge.amount if charged is None else charged
 
     async def _finish_failed(self, route: RouteInfo, sizing: Sizing, res: guard.Reservation, f: UpstreamFailure,
                              final: ReceiptEnd | None) -> None:
-        charge, reason = self._failure_charge(route, sizing)
-        end = AttemptEnd(f.outcome, charge, "failure_charge", reason, upstream_status=f.status, error=f.message)
-        await self._finish(route, res, end, final)
+        end = AttemptEnd(f.outcome, money.failure_charge(sizing, route.terms), f.status, error=f.message)
+        await self.finish(route, res, end, final)
 
     async def _backoff(self, t: int, f: UpstreamFailure) -> None:
         base = int(self.key.retry_policy.get("backoff_ms", 0)) / 1000 * (2**t)
@@ -241,11 +219,10 @@ class ChatStory:
                         media_type="application/json", headers=self.headers)
 
     async def _run_cancelled(self, route: RouteInfo, sizing: Sizing, res: guard.Reservation) -> Response:
-        pt = estimate_tokens(self.req.prompt_chars)
-        end = AttemptEnd("cancelled", cost(pt, 0, route.price), "settle", "run cancelled: input tokens", pt, 0,
-                         error="the run was cancelled")
-        await self._finish(route, res, end, ReceiptEnd("cancelled", reason="the run was cancelled",
-                                                       error_code="run_cancelled"))
+        charge = money.delivered_charge(sizing, route.terms, money.TextCount(), why="run cancelled")
+        end = AttemptEnd("cancelled", charge, error="the run was cancelled")
+        await self.finish(route, res, end, ReceiptEnd("cancelled", reason="the run was cancelled",
+                                                      error_code="run_cancelled", usage_estimated=True))
         err = Conflict(f"run {self.head.run_id} was cancelled; this request was aborted", code="run_cancelled")
         err.receipt_id = self.head.id
         err.headers = {**self.headers, "X-TF-Charged-Micros": str(self.charged)}
@@ -277,25 +254,56 @@ class ChatStory:
         except BaseException:
             await resp.aclose()
             raise
-        latency = int((loop.time() - started) * 1000)
-        relay = StreamRelay(self, route, sizing, res, resp, chunks, splitter, first, latency)
+        assert res.hold_id is not None
+        attempt = StreamAttempt(
+            receipt_id=self.head.id, run_id=self.head.run_id, route=route, sizing=sizing, hold_id=res.hold_id,
+            latency_ms=int((loop.time() - started) * 1000), include_usage=self.req.include_usage, flight=self.flight,
+            settle=functools.partial(self._settle_stream, route, res))
+        relay = StreamRelay(attempt, resp, chunks, splitter, first)
         return RelayResponse(relay.events(), status_code=200, media_type="text/event-stream",
                              headers={**self.headers, "Cache-Control": "no-cache"})
 
+    async def _settle_stream(self, route: RouteInfo, res: guard.Reservation, end: AttemptEnd,
+                             final: ReceiptEnd) -> None:
+        try:
+            await self.finish(route, res, end, final)
+        finally:
+            if self.flight is not None:
+                self.state.flights.unregister(self.flight)
 
-async def handle_chat(state: Any, key: AuthedKey, req: ChatRequest, raw: bytes, *, preference: str,
+
+def routes_that_bound(routes: list[RouteInfo], req: ChatRequest) -> list[RouteInfo]:
+    """The planned routes that can bound the request's media (a route without a file bound cannot
+    reserve for a file part, so it does not serve the request)."""
+    usable = [r for r in routes if money.refused_media(req.shape, r.media) is None]
+    if not usable:
+        why = money.refused_media(req.shape, routes[0].media)
+        raise InvalidRequest(f"{req.file_part}: {why}; send the document as text, or use a model whose route "
+                             f"states a file bound", param=req.file_part)
+    return usable
+
+
+async def handle_chat(state: AppState, key: AuthedKey, req: ChatRequest, raw: bytes, *, preference: str,
                       run_id: str | None, idempotency_key: str | None) -> Response:
     """Plan the routes, claim the idempotency key, then tell the story. A run's in-flight request
-    is registered so that a cancel reaches it in this process."""
-    if run_id is not None:
-        await check_run_accepts(state.engine, run_id, key.account_id)
-    routes = plan_routes(req.model, await state.routes.for_model(req.model), key, preference,
-                         state.health.is_down)
+    is registered so that a cancel reaches it in this process. A refusal before anything is
+    reserved (the run, the model, the route kind) gets a `rejected` receipt."""
+    try:
+        if run_id is not None:
+            await check_run_accepts(state.engine, run_id, key.account_id)
+        routes = plan_routes(req.model, await state.routes.for_model(req.model), key, preference,
+                             state.health.is_down)
+        routes = routes_that_bound(routes, req)
+    except ForgeError as err:
+        if refusals.needs_receipt(err):
+            await refusals.record_refusal(state.pg, key, err, model=req.model, run_id=run_id, stream=req.stream)
+        raise
     claim = None
     if idempotency_key is not None:
         claim = await idempotency.claim(state.engine, key_id=key.id, account_id=key.account_id,
                                         idempotency_key=idempotency_key,
-                                        print_=idempotency.fingerprint(raw, preference, run_id))
+                                        print_=idempotency.fingerprint(raw, preference, run_id),
+                                        owner_id=state.worker.id, dead_after_s=state.settings.worker_dead_after_s)
         if isinstance(claim, Response):
             return claim
     flight = state.flights.register(run_id) if run_id else None
@@ -308,12 +316,20 @@ async def handle_chat(state: Any, key: AuthedKey, req: ChatRequest, raw: bytes, 
         streaming = isinstance(response, StreamingResponse)
         if claim is not None:
             if streaming:
-                return idempotency.tee_stream(state.engine, claim, response)
+                return idempotency.tee_stream(state.engine, claim, response, state.jobs,
+                                              state.settings.settle_retry_s)
             await idempotency.store(state.engine, claim, response.status_code, story.headers, response.body)
         return response
     except ForgeError as err:
         if claim is not None:
             await idempotency.store_error(state.engine, claim, err)
+        raise
+    except BaseException as exc:
+        if claim is not None:
+            await idempotency.abandon(state.engine, claim, charged=story.charged,
+                                      receipt_id=story.head.id if story.opened else None)
+        if story.opened and isinstance(exc, Exception):
+            name_receipt(exc, story.head.id, story.headers)  # the answer for it names its receipt
         raise
     finally:
         if flight is not None and not streaming:

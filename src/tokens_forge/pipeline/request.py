@@ -1,5 +1,5 @@
 """Parse and check a /v1/chat/completions body before anything is reserved. Everything the guard
-needs (sizes, counts, max_tokens, n) is read here; every other parameter passes through."""
+needs (the prompt's shape, the output caps, n) is read here; every other parameter passes through."""
 
 from __future__ import annotations
 
@@ -9,26 +9,37 @@ from typing import Any
 import orjson
 
 from tokens_forge.errors import InvalidRequest
+from tokens_forge.guard.money import PromptShape, TextCount
 
 MAX_TOKENS_LIMIT = 1_000_000
 MAX_N = 128
+OUTPUT_CAP_FIELDS = ("max_tokens", "max_completion_tokens")
+IMAGE_PARTS = ("image_url", "input_image", "image")
+FILE_PARTS = ("file", "input_file", "input_audio")
 
 
 @dataclass
 class ChatRequest:
     body: dict[str, Any]
-    size_bytes: int
     model: str
     stream: bool
     include_usage: bool
-    max_tokens: int | None
+    client_cap: int | None     # the larger of the output caps the client sent
     n: int
-    messages: int
-    images: int
-    prompt_chars: int
+    shape: PromptShape
+    file_part: str | None = None  # where the first file or audio part is (they need a route bound)
 
 
-def _int_field(body: dict, name: str, low: int, high: int) -> int | None:
+@dataclass
+class _Tally:
+    text: TextCount
+    images_low: int = 0
+    images_high: int = 0
+    files: int = 0
+    first_file: str | None = None
+
+
+def int_field(body: dict, name: str, low: int, high: int) -> int | None:
     v = body.get(name)
     if v is None:
         return None
@@ -39,27 +50,44 @@ def _int_field(body: dict, name: str, low: int, high: int) -> int | None:
     return v
 
 
-def _content_stats(content: Any, i: int) -> tuple[int, int]:
-    """(chars, images) of one message's content."""
+def _image_detail(part: dict) -> str:
+    image = part.get("image_url")
+    detail = image.get("detail") if isinstance(image, dict) else part.get("detail")
+    return detail if detail in ("low", "high", "auto") else "auto"
+
+
+def count_part(part: Any, tally: _Tally, where: str, index: int = 0) -> None:
+    """Add one content part of a message (or input item) to the tally."""
+    if not isinstance(part, dict):
+        raise InvalidRequest(f"{where} parts must be objects", param=where)
+    if isinstance(part.get("text"), str):
+        tally.text.add(part["text"])
+    kind = part.get("type")
+    if kind in IMAGE_PARTS:
+        if _image_detail(part) == "low":
+            tally.images_low += 1
+        else:
+            tally.images_high += 1
+    elif kind in FILE_PARTS:
+        tally.files += 1
+        tally.first_file = tally.first_file or f"{where}.{index}"
+
+
+def _count_content(content: Any, tally: _Tally, i: int) -> None:
+    where = f"messages.{i}.content"
     if content is None:
-        return 0, 0
+        return
     if isinstance(content, str):
-        return len(content), 0
-    if isinstance(content, list):
-        chars = images = 0
-        for part in content:
-            if not isinstance(part, dict):
-                raise InvalidRequest(f"messages[{i}].content parts must be objects", param=f"messages.{i}.content")
-            if isinstance(part.get("text"), str):
-                chars += len(part["text"])
-            if part.get("type") in ("image_url", "input_image", "image", "input_audio", "file"):
-                images += 1
-        return chars, images
-    raise InvalidRequest(f"messages[{i}].content must be a string, a list of parts or null",
-                         param=f"messages.{i}.content")
+        tally.text.add(content)
+        return
+    if not isinstance(content, list):
+        raise InvalidRequest(f"messages[{i}].content must be a string, a list of parts or null", param=where)
+    for j, part in enumerate(content):
+        count_part(part, tally, where, j)
 
 
-def parse_chat_request(raw: bytes) -> ChatRequest:
+def load_object(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
@@ -70,20 +98,20 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         orjson.dumps(body)
     except TypeError as exc:
         raise InvalidRequest("the request body is nested too deeply") from exc
+    return body
+
+
+def model_of(body: dict[str, Any]) -> str:
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
         raise InvalidRequest("model is required and must be a string", param="model")
     if len(model) > 200:
         raise InvalidRequest("model is too long", param="model")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise InvalidRequest("messages is required and must be a non-empty array", param="messages")
-    chars = images = 0
-    for i, m in enumerate(messages):
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise InvalidRequest(f"messages[{i}] must be an object with a string role", param=f"messages.{i}")
-        c, im = _content_stats(m.get("content"), i)
-        chars, images = chars + c, images + im
+    return model
+
+
+def stream_flags(body: dict[str, Any]) -> tuple[bool, bool]:
+    """(stream, include_usage)."""
     stream = body.get("stream", False)
     if stream is None:
         stream = False
@@ -92,11 +120,29 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     opts = body.get("stream_options")
     if opts is not None and not isinstance(opts, dict):
         raise InvalidRequest("stream_options must be an object", param="stream_options")
-    include_usage = bool(opts and opts.get("include_usage") is True)
-    mt = _int_field(body, "max_tokens", 1, MAX_TOKENS_LIMIT)
-    mct = _int_field(body, "max_completion_tokens", 1, MAX_TOKENS_LIMIT)
-    limits = [v for v in (mt, mct) if v is not None]
-    n = _int_field(body, "n", 1, MAX_N) or 1
-    return ChatRequest(body=body, size_bytes=len(raw), model=model, stream=stream, include_usage=include_usage,
-                       max_tokens=min(limits) if limits else None, n=n, messages=len(messages), images=images,
-                       prompt_chars=chars)
+    return stream, bool(opts and opts.get("include_usage") is True)
+
+
+def output_cap(body: dict[str, Any], fields: tuple[str, ...] = OUTPUT_CAP_FIELDS) -> int | None:
+    """The larger of the output caps sent: an upstream may honour either, so the bound is the larger."""
+    caps = [v for f in fields if (v := int_field(body, f, 1, MAX_TOKENS_LIMIT)) is not None]
+    return max(caps) if caps else None
+
+
+def parse_chat_request(raw: bytes) -> ChatRequest:
+    body = load_object(raw)
+    model = model_of(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("messages is required and must be a non-empty array", param="messages")
+    tally = _Tally(TextCount())
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise InvalidRequest(f"messages[{i}] must be an object with a string role", param=f"messages.{i}")
+        _count_content(m.get("content"), tally, i)
+    stream, include_usage = stream_flags(body)
+    shape = PromptShape(size_bytes=len(raw), messages=len(messages), images_low=tally.images_low,
+                        images_high=tally.images_high, files=tally.files, text=tally.text)
+    return ChatRequest(body=body, model=model, stream=stream, include_usage=include_usage,
+                       client_cap=output_cap(body), n=int_field(body, "n", 1, MAX_N) or 1, shape=shape,
+                       file_part=tally.first_file)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
-from tokens_forge.guard.bounds import Price
+from tokens_forge.guard.money import FailurePolicy, MediaBounds, Price, Terms
 from tokens_forge.routing.schemas import BUCKET_OF
 
 
@@ -27,10 +27,16 @@ class RouteInfo:
     failed_charge_flat_micros: int
     timeout_s: float
     priority: int
+    media: MediaBounds = field(default_factory=MediaBounds)
 
     @property
     def bucket(self) -> str:
         return BUCKET_OF[self.kind]
+
+    @property
+    def terms(self) -> Terms:
+        """What the money decisions of an attempt on this route depend on (guard.money)."""
+        return Terms(self.price, self.media, FailurePolicy(self.failed_charge_mode, self.failed_charge_flat_micros))
 
     def __repr__(self) -> str:  # never print the upstream key
         return f"RouteInfo({self.id}, {self.model}, {self.kind})"
@@ -39,6 +45,7 @@ class RouteInfo:
 _SQL = """
     SELECT r.id, r.model, r.kind, r.base_url, r.upstream_model, r.upstream_api_key, r.upstream_api_key_env,
            r.failed_charge_mode, r.failed_charge_flat_micros, r.timeout_s, r.priority,
+           r.image_low_tokens, r.image_high_tokens, r.file_tokens,
            p.id AS snapshot_id, p.input_per_mtok, p.output_per_mtok
       FROM routes r JOIN price_snapshots p ON p.id = r.price_snapshot_id
      WHERE r.enabled AND ($1::text IS NULL OR r.model = $1)
@@ -53,7 +60,8 @@ def _info(row) -> RouteInfo:
                      price=Price(row["input_per_mtok"], row["output_per_mtok"]), price_snapshot_id=row["snapshot_id"],
                      failed_charge_mode=row["failed_charge_mode"],
                      failed_charge_flat_micros=row["failed_charge_flat_micros"], timeout_s=row["timeout_s"],
-                     priority=row["priority"])
+                     priority=row["priority"],
+                     media=MediaBounds(row["image_low_tokens"], row["image_high_tokens"], row["file_tokens"]))
 
 
 class RouteCache:

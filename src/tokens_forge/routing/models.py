@@ -22,6 +22,9 @@ class Route(Base):
     timeout_s: Mapped[float] = mapped_column(default=60.0)
     priority: Mapped[int] = mapped_column(default=100)
     enabled: Mapped[bool] = mapped_column(default=True)
+    image_low_tokens: Mapped[int] = mapped_column(BigInteger, default=2833)
+    image_high_tokens: Mapped[int] = mapped_column(BigInteger, default=48169)
+    file_tokens: Mapped[int | None] = mapped_column(BigInteger)
     config_name: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -2,6 +2,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from tokens_forge.guard.money import IMAGE_TOKENS_HIGH, IMAGE_TOKENS_LOW
 from tokens_forge.schemas import Micros, Name, Strict
 
 RouteKind = Literal["official", "routed"]
@@ -18,6 +19,15 @@ class FailedRequestCharge(Strict):
     flat_micros: Micros = 0
 
 
+class MediaBoundsIn(Strict):
+    """The most tokens one media part can bill on this route: the reservation adds them per part
+    (the bytes of a picture or a file say nothing of what it bills)."""
+    image_low_tokens: int = Field(default=IMAGE_TOKENS_LOW, ge=0, le=10_000_000)
+    image_high_tokens: int = Field(default=IMAGE_TOKENS_HIGH, ge=0, le=10_000_000)
+    file_tokens: int | None = Field(default=None, ge=0, le=100_000_000,
+                                    description="per file or audio part; null: the route refuses them")
+
+
 class RouteCreate(Strict):
     model: Name
     kind: RouteKind
@@ -30,6 +40,7 @@ class RouteCreate(Strict):
     timeout_s: float = Field(default=60.0, gt=0, le=3600)
     priority: int = Field(default=100, ge=-1_000_000, le=1_000_000)
     enabled: bool = True
+    media_bounds: MediaBoundsIn = MediaBoundsIn()
 
     @field_validator("base_url")
     @classmethod
@@ -51,5 +62,6 @@ class RouteUpdate(Strict):
     timeout_s: float | None = Field(default=None, gt=0, le=3600)
     priority: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
     enabled: bool | None = None
+    media_bounds: MediaBoundsIn | None = None
 
     _check_url = field_validator("base_url")(RouteCreate._http_url.__func__)  # type: ignore[attr-defined]

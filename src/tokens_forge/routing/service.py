@@ -24,6 +24,8 @@ def route_out(r: Route, price: PriceSnapshot | None) -> dict:
         "price": snapshot_out(price) if price else None,
         "failed_request_charge": {"mode": r.failed_charge_mode, "flat_micros": r.failed_charge_flat_micros},
         "timeout_s": r.timeout_s, "priority": r.priority, "enabled": r.enabled,
+        "media_bounds": {"image_low_tokens": r.image_low_tokens, "image_high_tokens": r.image_high_tokens,
+                         "file_tokens": r.file_tokens},
         "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat(),
     }
 
@@ -63,6 +65,8 @@ async def create_route(session: AsyncSession, body: RouteCreate, actor: str, con
         failed_charge_mode=body.failed_request_charge.mode,
         failed_charge_flat_micros=body.failed_request_charge.flat_micros,
         timeout_s=body.timeout_s, priority=body.priority, enabled=body.enabled, config_name=config_name,
+        image_low_tokens=body.media_bounds.image_low_tokens, image_high_tokens=body.media_bounds.image_high_tokens,
+        file_tokens=body.media_bounds.file_tokens,
     )
     session.add(route)
     await session.flush()
@@ -87,6 +91,10 @@ async def update_route(session: AsyncSession, route_id: str, body: RouteUpdate, 
         route.upstream_api_key = body.upstream_api_key
     if "upstream_api_key_env" in sent:
         route.upstream_api_key_env = body.upstream_api_key_env
+    if body.media_bounds is not None:
+        route.image_low_tokens = body.media_bounds.image_low_tokens
+        route.image_high_tokens = body.media_bounds.image_high_tokens
+        route.file_tokens = body.media_bounds.file_tokens
     if body.failed_request_charge is not None:
         route.failed_charge_mode = body.failed_request_charge.mode
         route.failed_charge_flat_micros = body.failed_request_charge.flat_micros

@@ -1,7 +1,7 @@
 """The preflight panel (SPEC §5): what one request or a whole run will likely cost, take and risk,
 before anything is sent. It only reads: nothing is reserved or charged.
 
-Estimates, priced at the first planned route's current price (`guard.bounds.cost`):
+Estimates, priced at the first planned route's current price (guard.money):
 - one request (`messages` given): input low = characters/4 (what upstreams count), high = the
   guard's true upper bound; output low = one token per choice, high = `max_tokens` (or the
   default the gateway would set). The high cost is exactly the reservation the guard would make.
@@ -22,7 +22,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokens_forge.configfile import ModeProfile
-from tokens_forge.guard.bounds import ceil_div, cost, estimate_tokens, input_tokens_bound
+from tokens_forge.guard import money
+from tokens_forge.guard.money import ceil_div, cost
 from tokens_forge.keys.auth import AuthedKey
 from tokens_forge.ledger.service import balances
 from tokens_forge.ledger.views import key_spend
@@ -100,22 +101,22 @@ def _with_flat(amount: int, route: RouteInfo) -> int:
 
 
 def request_estimate(body: PreflightRequest, route: RouteInfo, default_max_tokens: int) -> Estimate:
-    """One chat request, sized exactly as the guard sizes it (pipeline.chat `_size`)."""
+    """One chat request, sized by guard.money exactly as the guard sizes it."""
     raw = {"model": body.model, "messages": body.messages}
     if body.max_tokens is not None:
         raw["max_tokens"] = body.max_tokens
     req = parse_chat_request(orjson.dumps(raw))  # the same checks as /v1/chat/completions
-    in_low = estimate_tokens(req.prompt_chars)
-    in_high = input_tokens_bound(req.size_bytes, req.messages, req.images)
-    out_low, out_high = req.n, (req.max_tokens or default_max_tokens) * req.n
-    reservation = _with_flat(cost(in_high, out_high, route.price), route)
-    smallest = _with_flat(cost(in_high, out_low, route.price), route)
-    must_fit = reservation if req.max_tokens is not None else smallest
+    cap = req.client_cap or default_max_tokens
+    high = money.size_attempt(req.shape, route.terms, client_cap=cap, n=req.n)
+    smallest = money.size_attempt(req.shape, route.terms, client_cap=1, n=req.n)
+    in_low, in_high = high.prompt_estimate, high.input_bound
+    out_low, out_high = req.n, high.output_bound
+    must_fit = high.amount if req.client_cap is not None else smallest.amount
     return Estimate(
         basis=f"one request: {in_low}-{in_high} input and {out_low}-{out_high} output tokens",
         calls=Span(1, 1), tokens=Span(in_low + out_low, in_high + out_high),
-        cost=Span(cost(in_low, out_low, route.price), reservation), must_fit=must_fit,
-        per_call_must_fit=must_fit, per_call_high=reservation)
+        cost=Span(cost(in_low, out_low, route.price), high.amount), must_fit=must_fit,
+        per_call_must_fit=must_fit, per_call_high=high.amount)
 
 
 def run_estimate(profile: ModeProfile, mode: str, route: RouteInfo, max_tokens: int | None) -> Estimate:

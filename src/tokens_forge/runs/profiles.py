@@ -58,7 +58,7 @@ class ProfileBook:
 
 def profiles_of(state: Any) -> ProfileBook:
     """The process's ProfileBook, made on first use and kept on app.state."""
-    book = getattr(state, "profiles", None)
+    book = state.profiles
     if book is None:
         book = state.profiles = ProfileBook(state.settings.config)
     return book

@@ -17,16 +17,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tokens_forge.errors import Conflict, NotFound, SpendGuardError
-from tokens_forge.guard.bounds import MESSAGE_OVERHEAD_TOKENS, REQUEST_OVERHEAD_TOKENS, Price, cost
+from tokens_forge.guard.money import Price, minimal_request_cost
 from tokens_forge.ids import new_id
 from tokens_forge.keys.auth import AuthedKey
 from tokens_forge.ledger import views
 from tokens_forge.receipts.service import receipts_view
 from tokens_forge.runs import preflight as panel
 from tokens_forge.runs.schemas import PreflightRequest, RunCreate
-
-# The smallest request worth sending: one short message, one output token.
-MINIMAL_REQUEST_TOKENS = REQUEST_OVERHEAD_TOKENS + MESSAGE_OVERHEAD_TOKENS + 64
 
 REFUSALS = {
     "paused": ("run_paused", "run {id} is paused; resume it (POST /v1/runs/{id}/resume) to send requests"),
@@ -53,7 +50,7 @@ async def mark_exhausted_if_spent(engine: AsyncEngine, run_id: str | None, remai
     """After the run's budget refused a reservation: if what is left cannot pay even a minimal
     request at this route's price, the run is `budget_exhausted` (conditional, so a concurrent
     pause/cancel/finish wins)."""
-    if run_id is None or remaining >= cost(MINIMAL_REQUEST_TOKENS, 1, price):
+    if run_id is None or remaining >= minimal_request_cost(price):
         return
     async with engine.begin() as conn:
         await conn.execute(text("""UPDATE runs SET status = 'budget_exhausted', updated_at = now()

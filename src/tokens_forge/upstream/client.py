@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from tokens_forge.guard.money import TextCount
 from tokens_forge.routing.cache import RouteInfo
 from tokens_forge.upstream.transport import TRANSPORT_ERRORS, UpstreamClient, read_limited
 
@@ -55,11 +56,13 @@ class Completion:
     latency_ms: int
 
 
-def upstream_body(body: dict[str, Any], route: RouteInfo, *, max_tokens: int | None, stream: bool) -> bytes:
+def upstream_body(body: dict[str, Any], route: RouteInfo, *, output_cap: int | None, stream: bool) -> bytes:
+    """The body forwarded to the route: the client's, with the route's model, the output cap the
+    gateway set (when the client sent none) and, for streams, usage asked for."""
     out = dict(body)
     out["model"] = route.upstream_model
-    if max_tokens is not None:
-        out["max_tokens"] = max_tokens
+    if output_cap is not None:
+        out["max_tokens"] = output_cap
     if stream:
         # Always ask for usage so that the charge is exact; the pipeline drops the usage
         # chunk again when the client did not ask for it.
@@ -188,14 +191,20 @@ def usage_of(data: dict[str, Any]) -> tuple[int, int] | None:
     return pt, ct
 
 
-def completion_chars(data: dict[str, Any]) -> int:
-    total = 0
+def completion_text(data: dict[str, Any]) -> TextCount:
+    """The output text of a non-streaming answer (content, refusal, reasoning, tool calls)."""
+    out = TextCount()
     for choice in data.get("choices") or []:
         msg = choice.get("message") if isinstance(choice, dict) else None
-        if isinstance(msg, dict):
-            if isinstance(msg.get("content"), str):
-                total += len(msg["content"])
-            for call in msg.get("tool_calls") or []:
-                if isinstance(call, dict):
-                    total += len(orjson.dumps(call.get("function") or {}))
-    return total
+        if not isinstance(msg, dict):
+            continue
+        for name in ("content", "refusal", "reasoning_content", "reasoning"):
+            if isinstance(msg.get(name), str):
+                out.add(msg[name])
+        for call in msg.get("tool_calls") or []:
+            function = call.get("function") if isinstance(call, dict) else None
+            if isinstance(function, dict):
+                for part in (function.get("name"), function.get("arguments")):
+                    if isinstance(part, str):
+                        out.add(part)
+    return out

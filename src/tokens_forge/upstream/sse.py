@@ -8,17 +8,21 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from tokens_forge.guard.money import TextCount
 from tokens_forge.upstream.client import usage_of
+
+# The delta fields whose text the client receives as output (reasoning included: it is billed).
+TEXT_FIELDS = ("content", "refusal", "reasoning_content", "reasoning")
 
 
 @dataclass
 class StreamTally:
     usage: tuple[int, int] | None = None
-    content_chunks: int = 0
-    content_chars: int = 0
+    content_chunks: int = 0       # chunks that carried output: each carries at least one token
+    delivered: TextCount = field(default_factory=TextCount)  # the output text the client received
     done: bool = False
     error: str | None = None
-    events: int = field(default=0)
+    events: int = 0
 
 
 class EventSplitter:
@@ -54,14 +58,23 @@ def _count(chunk: dict, tally: StreamTally) -> None:
         delta = choice.get("delta") if isinstance(choice, dict) else None
         if not isinstance(delta, dict):
             continue
-        content = delta.get("content")
+        carried = False
+        for name in TEXT_FIELDS:
+            text = delta.get(name)
+            if isinstance(text, str) and text:
+                tally.delivered.add(text)
+                carried = True
         calls = delta.get("tool_calls")
-        if isinstance(content, str) and content:
+        if isinstance(calls, list):
+            for call in calls:
+                function = call.get("function") if isinstance(call, dict) else None
+                if isinstance(function, dict):
+                    for part in (function.get("name"), function.get("arguments")):
+                        if isinstance(part, str) and part:
+                            tally.delivered.add(part)
+                            carried = True
+        if carried:
             tally.content_chunks += 1
-            tally.content_chars += len(content)
-        elif calls:
-            tally.content_chunks += 1
-            tally.content_chars += len(orjson.dumps(calls))
 
 
 def process_event(event: bytes, tally: StreamTally, *, client_wants_usage: bool) -> bytes | None:

@@ -34,8 +34,9 @@ async def list_audit(session: SessionDep, limit: LimitQ = 50, cursor: CursorQ = 
 async def verify_ledger(request: Request, session: SessionDep) -> dict:
     """Recompute every balance from the transfers and check every ledger invariant."""
     async with session.begin():
-        ok, checks = await verify(await session.connection(),
-                                  sweep_interval_s=request.app.state.settings.sweep_interval_s)
+        settings = request.app.state.settings
+        ok, checks = await verify(await session.connection(), sweep_interval_s=settings.sweep_interval_s,
+                                  dead_after_s=settings.worker_dead_after_s)
     return {"ok": ok, "checks": [c.as_dict() for c in checks]}
 
 

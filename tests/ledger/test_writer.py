@@ -1,4 +1,4 @@
-"""The group commit (pipeline.group_commit, tf_write_batch): many requests' reservations and
+"""The group commit (ledger.writer, tf_write_batch): many requests' reservations and
 settles in one transaction must decide and book exactly what the same requests would, one by
 one. Items are queued together so that each test's writes really are batches (asserted)."""
 
@@ -10,10 +10,11 @@ import dataclasses
 import pytest
 from sqlalchemy import text
 
+from tokens_forge.guard.money import Charge
 from tokens_forge.ids import new_id
-from tokens_forge.pipeline import store
-from tokens_forge.pipeline.group_commit import LedgerWriter
-from tokens_forge.pipeline.store import AttemptEnd, ReceiptEnd, ReceiptHead
+from tokens_forge.ledger import attempts as store
+from tokens_forge.ledger.attempts import AttemptEnd, ReceiptEnd, ReceiptHead
+from tokens_forge.ledger.writer import LedgerWriter
 
 TTL_S = 600.0
 
@@ -43,10 +44,17 @@ async def open_many(app, writer, t, route, amounts, *, reject=True):
     return heads, results
 
 
-async def finish_many(app, writer, route, pairs, charges):
+def usage(charge: int, reserved: int) -> Charge:
+    """What guard.money decides for an upstream that billed `charge` against a hold of `reserved`."""
+    if charge <= reserved:
+        return Charge(charge, "usage", "usage × price", 3, 5)
+    return Charge(reserved, "usage_capped", "capped", 3, 5, overage=charge - reserved)
+
+
+async def finish_many(app, writer, route, pairs, charges, reserved=100):
     return await asyncio.gather(*[
         store.finish_attempt(app.state.pg, h, route, 1, res.hold_id,
-                             AttemptEnd("success", charge, "settle", "usage × price", 3, 5, 200, 1),
+                             AttemptEnd("success", usage(charge, reserved), 200, 1),
                              ReceiptEnd("succeeded"), writer=writer)
         for (h, res), charge in zip(pairs, charges, strict=True)])
 
@@ -143,7 +151,7 @@ async def test_a_failing_item_does_not_fail_its_batch(app, tenant, writer):
     await finish_many(app, writer, route, list(zip(good, outcomes[:3], strict=True)), [10, 10, 10])
 
 
-async def test_a_late_settle_in_a_batch_charges_nothing(app, tenant, writer):
+async def test_a_settle_after_the_sweeper_released_the_hold_books_a_late_charge(app, tenant, writer):
     t = await tenant()
     route = await route_of(app, t)
     heads, results = await open_many(app, writer, t, route, [100, 100])
@@ -152,10 +160,18 @@ async def test_a_late_settle_in_a_batch_charges_nothing(app, tenant, writer):
                            {"h": results[0].hold_id})
     from tokens_forge.ledger.sweeper import sweep_expired
 
-    assert await sweep_expired(app.state.engine) >= 1
+    assert await sweep_expired(app.state.engine, dead_after_s=30) >= 1
     charged = await finish_many(app, writer, route, list(zip(heads, results, strict=True)), [50, 50])
-    assert charged == [0, 50]
+    assert charged == [50, 50]  # the late one from the wallet, once
     async with app.state.engine.connect() as conn:
-        reason = (await conn.execute(text("SELECT charge_reason FROM attempts WHERE receipt_id = :r"),
-                                     {"r": heads[0].id})).scalar_one()
-    assert "expired" in reason
+        attempt = (await conn.execute(text("SELECT charge_reason, charged_micros FROM attempts WHERE receipt_id = :r"),
+                                      {"r": heads[0].id})).one()
+        hold = (await conn.execute(text("SELECT status, charged, late_charged FROM holds WHERE id = :h"),
+                                   {"h": results[0].hold_id})).one()
+        receipt = (await conn.execute(text("SELECT status, total_charged_micros FROM receipts WHERE id = :r"),
+                                      {"r": heads[0].id})).one()
+    assert "late charge of 50 micros" in attempt.charge_reason and attempt.charged_micros == 50
+    assert tuple(hold) == ("expired", 0, 50)
+    assert tuple(receipt) == ("succeeded", 50)
+    again = await finish_many(app, writer, route, [(heads[0], results[0])], [50])
+    assert again == [0]  # never twice
