@@ -65,7 +65,8 @@ def _serve(host: str, port: int, workers: int, log_level: str) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     args = [sys.executable, "-m", "uvicorn", "tokens_forge.main:app_factory", "--factory", "--host", host,
-            "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+            "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
+            "--http", "tokens_forge.http_protocol:HeaderTimeoutProtocol",
             "--log-level", log_level, "--no-access-log", "--timeout-graceful-shutdown", "10"]
     os.execv(sys.executable, args)
 

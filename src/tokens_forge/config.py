@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     upstream_max_connections: int = 1000
     log_level: str = "info"
     mock_upstream: bool = Field(default=False, description="serve the built-in mock upstream under /mock (demo)")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="serve closes a connection whose request headers are not complete this long after it "
+                    "was accepted or its last response ended (slow-header clients); bodies and streams are "
+                    "never timed by it")
 
 
     @field_validator("database_url", "admin_token", "config", mode="before")
