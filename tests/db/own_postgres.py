@@ -48,6 +48,12 @@ class OwnPostgres:
 
         return asyncio.run(get())
 
+    def stop(self) -> None:
+        self._pg_ctl("-w", "-m", "fast", "stop")
+
+    def start(self) -> None:
+        self.server.ensure_postgres_running()
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.server.cleanup()
