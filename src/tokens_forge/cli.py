@@ -65,9 +65,30 @@ def _serve(host: str, port: int, workers: int, log_level: str) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     args = [sys.executable, "-m", "uvicorn", "tokens_forge.main:app_factory", "--factory", "--host", host,
-            "--port", str(port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+            "--port", str(port), "--workers", str(workers), "--loop", "uvloop",
+            "--http", "tokens_forge.http_protocol:HeaderTimeoutProtocol",
             "--log-level", log_level, "--no-access-log", "--timeout-graceful-shutdown", "10"]
     os.execv(sys.executable, args)
+
+
+def _connection_budget(settings: Settings, url: str, workers: int) -> None:
+    """Measure the server once, before any worker opens a pool (each worker would count the
+    others' connections as someone else's), and hand the budget and the worker count to the
+    workers; refuse to start (exit 2) when even the smallest pools do not fit."""
+    from tokens_forge.db.budget import ConnectionBudgetError, measure, serve_plan
+    from tokens_forge.db.url import plain_url
+
+    try:
+        total, sizes, warnings = serve_plan(settings, asyncio.run(measure(plain_url(url))), workers)
+    except ConnectionBudgetError as exc:
+        console.print(f"[red]connection budget:[/red] {exc.message}", soft_wrap=True)
+        raise typer.Exit(2) from exc
+    for warning in warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
+    console.print(f"PostgreSQL connections: {total} for {workers} worker(s), each: {sizes.describe()}",
+                  soft_wrap=True)
+    os.environ["TF_DB_CONNECTION_BUDGET"] = str(total)
+    os.environ["TF_WORKERS"] = str(workers)
 
 
 @app.command()
@@ -75,7 +96,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
           workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
           config: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None) -> None:
     """Apply pending migrations, then serve the gateway."""
-    settings, _ = _prepare(config)
+    settings, url = _prepare(config)
+    _connection_budget(settings, url, workers)
     _serve(host, port, workers, settings.log_level)
 
 
@@ -108,6 +130,7 @@ def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
     settings, url = _prepare(None)
     base = f"http://{host}:{port}"
     secret = asyncio.run(_seed_demo(url, base + "/mock/v1"))
+    _connection_budget(settings, url, 1)
     _print_demo(base, secret, os.environ["TF_ADMIN_TOKEN"])
     _serve(host, port, 1, settings.log_level)
 

@@ -45,6 +45,17 @@ class Settings(BaseSettings):
     upstream_max_connections: int = 1000
     log_level: str = "info"
     mock_upstream: bool = Field(default=False, description="serve the built-in mock upstream under /mock (demo)")
+    header_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="serve closes a connection whose request headers are not complete this long after it "
+                    "was accepted or its last response ended (slow-header clients); bodies and streams are "
+                    "never timed by it")
+    db_connection_budget: int | None = Field(
+        default=None, ge=1,
+        description="PostgreSQL connections all workers together may open; unset: what the server has room "
+                    "for (max_connections less reserved slots, other clients and a margin), measured by serve")
+    workers: int = Field(default=1, ge=1, description="set by serve --workers for its workers: each takes an "
+                                                      "equal share of the connection budget")
 
 
     @field_validator("database_url", "admin_token", "config", mode="before")

@@ -22,6 +22,7 @@ from tokens_forge.api.openai import router as openai_router
 from tokens_forge.api.openai.fastpath import ChatFastPath
 from tokens_forge.config import Settings
 from tokens_forge.console import router as console_router
+from tokens_forge.db.budget import worker_pools
 from tokens_forge.db.engine import make_engine, make_sessionmaker
 from tokens_forge.db.resolve import database_url
 from tokens_forge.db.url import plain_url
@@ -76,14 +77,18 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = db_url or database_url(settings)
-        engine = make_engine(url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow)
+        pools, warnings = await worker_pools(settings, plain_url(url))
+        for warning in warnings:
+            log.warning("connection budget: %s", warning)
+        log.info("connection budget: %s", pools.describe())
+        engine = make_engine(url, pool_size=pools.engine_size, max_overflow=pools.engine_overflow)
         app.state.settings = settings
         app.state.database_url = url
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         # The hot path (auth, routes, reserve, settle) runs on a plain asyncpg pool: one round
         # trip per phase with server-side prepared statements, no ORM in the way.
-        app.state.pg = await asyncpg.create_pool(plain_url(url), min_size=1, max_size=settings.hot_pool_size,
+        app.state.pg = await asyncpg.create_pool(plain_url(url), min_size=1, max_size=pools.hot,
                                                  max_inactive_connection_lifetime=30, reset=_no_reset,
                                                  server_settings={"application_name": "tokens-forge-hot"})
         app.state.ledger_writer = LedgerWriter(durable_settle=settings.durable_settle,

@@ -24,8 +24,10 @@ a fault never leaks into the next request. The behaviour is chosen by the upstre
   html               200 with Content-Type: text/html (a page with blank lines), stream or not
   nochoices          200 JSON without `choices` (stream: chunks without choices, then [DONE])
   overusage          a normal answer whose usage claims 10^9 prompt and completion tokens
-  echo_auth          400 whose JSON error body quotes the Authorization header it received
-                     (stream: 200 and an SSE error event quoting it)
+  echo_auth          400 whose JSON error body and `X-Echo-Authorization` header quote the
+                     Authorization header it received (stream: 200 and an SSE error event quoting it)
+  echo_auth_ok       200, a normal answer whose content and `X-Echo-Authorization` response header
+                     quote the Authorization header it received (stream: in a content event)
 
 prompt_tokens = ceil(characters of the message contents / 4), as the built-in mock counts.
 GET /_ready answers 200; GET /_log answers the (model, stream) of every chat request so far."""
@@ -45,8 +47,9 @@ LOG: list[tuple[str, bool]] = []
 
 
 
-def head(status: str, ctype: str, *, length: int | None = None, chunked: bool = False) -> bytes:
-    lines = [f"HTTP/1.1 {status}", f"Content-Type: {ctype}", "Connection: close"]
+def head(status: str, ctype: str, *, length: int | None = None, chunked: bool = False,
+         extra: tuple[str, ...] = ()) -> bytes:
+    lines = [f"HTTP/1.1 {status}", f"Content-Type: {ctype}", "Connection: close", *extra]
     if length is not None:
         lines.append(f"Content-Length: {length}")
     if chunked:
@@ -246,7 +249,19 @@ async def serve_chat(body: dict, reader: asyncio.StreamReader, writer: asyncio.S
             w(head("200 OK", "text/event-stream", chunked=True) + chunk(data) + LAST_CHUNK)
         else:
             b = json.dumps(err).encode()
-            w(head("400 Bad Request", "application/json", length=len(b)) + b)
+            w(head("400 Bad Request", "application/json", length=len(b), extra=(f"X-Echo-Authorization: {auth}",))
+              + b)
+    elif name == "echo_auth_ok":
+        auth = body.get("__auth__", "")
+        echo = (f"X-Echo-Authorization: {auth}",)
+        if a.stream:
+            said = ev({**a.base, "choices": [{"index": 0, "delta": {"content": f"you sent {auth}"},
+                                              "finish_reason": None}]})
+            data = a.role_event() + said + a.tail_events(1)
+            w(head("200 OK", "text/event-stream", chunked=True, extra=echo) + chunk(data) + LAST_CHUNK)
+        else:
+            b = a.json_body(content=f"you sent {auth}")
+            w(head("200 OK", "application/json", length=len(b), extra=echo) + b)
     else:
         b = json.dumps({"error": {"message": f"fault upstream: unknown model {a.model}"}}).encode()
         w(head("404 Not Found", "application/json", length=len(b)) + b)

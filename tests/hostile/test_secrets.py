@@ -93,3 +93,36 @@ def test_no_secret_in_any_answer_export_or_log(live_gateway, fault_upstream):
     assert not in_log, f"secrets in the gateway log: {in_log}"
     assert "sk-upstream-secret" not in log
     live.verify()
+
+
+def test_upstream_key_echoed_in_a_200_never_reaches_the_client(live_gateway, fault_upstream):
+    """An upstream that answers 200 and quotes the Authorization header it received, in the
+    answer's content and in a response header (`echo_auth_ok`): neither the body nor the headers
+    the client gets hold the key, plain or streamed, first answer or idempotent replay; the same
+    for the 400 that quotes it (`echo_auth`), headers included. The charge is still made."""
+    live = live_gateway
+    t = make_fault_tenant(live, fault_upstream, "echo_auth_ok", "echo_auth_ok")
+    bad = make_fault_tenant(live, fault_upstream, "echo_auth", "echo_auth")
+    keys = [f"sk-upstream-secret-{kind}-{x.model}" for x in (t, bad) for kind in ("official", "routed")]
+    body = {"model": t.model, "messages": [{"role": "user", "content": "hello"}], "max_tokens": 3}
+    seen = []
+    with httpx.Client(base_url=live.base, timeout=30) as c:
+        for extra, headers in (({}, {}), ({"stream": True}, {}), ({}, {"Idempotency-Key": "echo-1"}),
+                               ({}, {"Idempotency-Key": "echo-1"}), ({"stream": True}, {"Idempotency-Key": "echo-2"}),
+                               ({"stream": True}, {"Idempotency-Key": "echo-2"})):
+            r = c.post("/v1/chat/completions", json={**body, **extra}, headers={**t.auth, **headers})
+            assert r.status_code == 200, r.text
+            assert "you sent Bearer [redacted]" in r.text, r.text  # the answer itself still arrives
+            if not extra:
+                assert int(r.headers["x-tf-charged-micros"]) > 0
+            seen.append((f"echo 200 {extra} {headers}", r))
+        for extra in ({}, {"stream": True}):
+            r = c.post("/v1/chat/completions", json={**body, **extra, "model": bad.model}, headers=bad.auth)
+            seen.append((f"echo 400 {extra}", r))
+    leaks = []
+    for label, r in seen:
+        text = r.text + "\n" + "\n".join(f"{k}: {v}" for k, v in r.headers.items())
+        leaks += [label for k in keys if k in text]
+        assert "x-echo-authorization" not in r.headers, (label, dict(r.headers))
+    assert not leaks, f"the upstream key reached the client: {leaks}"
+    live.verify()

@@ -69,6 +69,10 @@ def _http_error(exc: StarletteHTTPException) -> ForgeError:
         return NotFound("no such endpoint")
     if exc.status_code == 413:
         return RequestTooLarge(str(exc.detail))
+    if exc.status_code == 400:
+        # FastAPI's own body parsing failed other than as a JSON syntax error (the stdlib parser
+        # gives up on deep nesting with a RecursionError): still the client's bad body.
+        return InvalidRequest("the request body could not be parsed: malformed, or JSON nested too deeply")
     if exc.status_code == 405:
         err: ForgeError = InvalidRequest("method not allowed on this endpoint", code="method_not_allowed")
     else:

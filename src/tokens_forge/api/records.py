@@ -23,7 +23,7 @@ async def list_or_export(request: Request, sql: str, columns: list[str], filters
     fmt = check_format(fmt)
     if fmt is not None:
         stmt, params = statement(sql, filters, None, None)
-        return export_response(engine, fmt, name, columns, stmt, params, lambda r: row_out(r, columns))
+        return await export_response(engine, fmt, name, columns, stmt, params, lambda r: row_out(r, columns))
     stmt, params = statement(sql, filters, decode_time_cursor(cursor), limit + 1)
     async with engine.connect() as conn:
         rows = (await conn.execute(stmt, params)).all()

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokens_forge.keys.auth import AuthedKey
 from tokens_forge.ledger.service import balances
+from tokens_forge.records.filters import check_storable
 
 LEDGER_COLUMNS = ["transfer_id", "created_at", "bucket", "kind", "amount_micros", "balance_after_micros",
                   "receipt_id", "attempt", "run_id", "account", "reference", "reason"]
@@ -70,6 +71,7 @@ def entry_out(r) -> dict:
 
 def entries_statement(account_id: str, *, receipt_id: str | None, run_id: str | None, bucket: str | None,
                       before: tuple[int, str] | None, limit: int | None):
+    check_storable(receipt_id=receipt_id, run_id=run_id, bucket=bucket)
     sql = _ENTRIES + (" LIMIT :limit" if limit else "")
     params = {"a": account_id, "receipt": receipt_id, "run": run_id, "bucket": bucket,
               "before_id": before[0] if before else None, "before_side": before[1] if before else "",

@@ -83,7 +83,27 @@ async def _encode(fmt: str, columns: list[str], rows: AsyncIterator[Any],
         yield b"".join(chunk)
 
 
-def export_response(engine: AsyncEngine, fmt: str, name: str, columns: list[str], stmt: Any, params: dict,
-                    to_dict: Callable[[Any], dict]) -> StreamingResponse:
-    return StreamingResponse(_encode(fmt, columns, _rows(engine, stmt, params), to_dict), media_type=FORMATS[fmt],
+async def _after(first: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    try:
+        for part in first:
+            yield part
+        async for part in rest:
+            yield part
+    finally:
+        await rest.aclose()  # type: ignore[attr-defined]
+
+
+async def export_response(engine: AsyncEngine, fmt: str, name: str, columns: list[str], stmt: Any, params: dict,
+                          to_dict: Callable[[Any], dict]) -> StreamingResponse:
+    """The query runs and its first rows are encoded before the answer starts: a failure there
+    (a value PostgreSQL refuses, the database down) is an error answer, not a 200 cut short."""
+    body = _encode(fmt, columns, _rows(engine, stmt, params), to_dict)
+    try:
+        first = [await anext(body)]
+    except StopAsyncIteration:
+        first = []
+    except BaseException:
+        await body.aclose()
+        raise
+    return StreamingResponse(_after(first, body), media_type=FORMATS[fmt],
                              headers={"Content-Disposition": f'attachment; filename="{name}.{fmt}"'})

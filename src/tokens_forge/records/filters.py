@@ -3,8 +3,8 @@ run, status), checked before any query runs."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 
 from tokens_forge.errors import InvalidRequest
 
@@ -24,6 +24,7 @@ class RecordFilters:
     status: str | None = None
 
     def check(self, statuses: tuple[str, ...]) -> RecordFilters:
+        check_storable(**{f.name: getattr(self, f.name) for f in fields(self)})
         if self.route_kind is not None and self.route_kind not in ROUTE_KINDS:
             raise InvalidRequest("route_kind must be official or routed", param="route_kind")
         if self.bucket is not None and self.bucket not in BUCKETS:
@@ -37,3 +38,16 @@ class RecordFilters:
     def params(self) -> dict:
         return {"a": self.account_id, "since": self.since, "until": self.until, "model": self.model,
                 "kind": self.route_kind, "bucket": self.bucket, "run": self.run_id, "status": self.status}
+
+
+def check_storable(**values: object) -> None:
+    """Refuse what PostgreSQL cannot take before any query runs: an export answers 200 with its
+    first byte, so a query that fails later would cut the answer instead of refusing it."""
+    for name, value in values.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidRequest(f"{name} contains a NUL character, which no stored value has", param=name)
+        if isinstance(value, datetime):
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise InvalidRequest(f"{name} is out of range once converted to UTC", param=name) from None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+import orjson
+from pydantic import Field, field_validator
 
 from tokens_forge.pipeline.request import MAX_TOKENS_LIMIT
 from tokens_forge.schemas import Micros, Name, Strict
@@ -22,6 +23,17 @@ class PreflightRequest(Strict):
     mode: Mode | None = None
     run_id: str | None = Field(default=None, min_length=1, max_length=64)
     route_preference: RoutePreference | None = None
+
+    @field_validator("messages")
+    @classmethod
+    def _writable(cls, v: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        # The messages are sized as a chat body, re-serialized: orjson writes 255 levels at most
+        # (chat refuses deeper bodies the same way).
+        try:
+            orjson.dumps({"messages": v})
+        except TypeError:
+            raise ValueError("nested too deeply") from None
+        return v
 
 
 class RunCreate(Strict):

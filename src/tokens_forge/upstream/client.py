@@ -96,9 +96,9 @@ def redact(data: bytes, route: RouteInfo) -> bytes:
     return data
 
 
-def _status_failure(resp: aiohttp.ClientResponse, body: bytes) -> UpstreamFailure:
+def _status_failure(resp: aiohttp.ClientResponse, body: bytes, route: RouteInfo) -> UpstreamFailure:
     return UpstreamFailure("upstream_error", f"upstream answered HTTP {resp.status}", status=resp.status,
-                           retry_after=_retry_after(resp), body=body[:ERROR_BODY_LIMIT])
+                           retry_after=_retry_after(resp), body=redact(body[:ERROR_BODY_LIMIT], route))
 
 
 def map_transport_error(exc: BaseException, route: RouteInfo) -> UpstreamFailure:
@@ -128,8 +128,11 @@ async def complete(http: UpstreamClient, route: RouteInfo, payload: bytes) -> Co
     except (*TRANSPORT_ERRORS, TimeoutError) as exc:
         raise map_transport_error(exc, route) from exc
     latency = int((loop.time() - started) * 1000)
+    # What the client gets is built from these bytes only (no upstream header is passed on), so
+    # redacting here covers every non-streaming answer: 200s, errors and idempotent replays.
+    body = redact(body, route)
     if resp.status != 200:
-        raise _status_failure(resp, body)
+        raise _status_failure(resp, body, route)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -172,7 +175,7 @@ async def open_stream(http: UpstreamClient, route: RouteInfo, payload: bytes) ->
             body = b""
         finally:
             resp.close()
-        raise _status_failure(resp, body)
+        raise _status_failure(resp, body, route)
     ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "text/event-stream":
         resp.close()

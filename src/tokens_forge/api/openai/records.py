@@ -72,7 +72,7 @@ async def wallet_ledger(request: Request, key: ApiKeyDep, limit: LimitQ = 50, cu
     if check_format(format) is not None:
         stmt, params = views.entries_statement(key.account_id, receipt_id=receipt_id, run_id=run_id,
                                                bucket=bucket, before=None, limit=None)
-        return export_response(request.app.state.engine, format, "wallet-ledger", views.LEDGER_COLUMNS, stmt,
+        return await export_response(request.app.state.engine, format, "wallet-ledger", views.LEDGER_COLUMNS, stmt,
                                params, views.entry_out)
     before = decode_cursor(cursor, 2, (int, str))
     async with request.app.state.engine.connect() as conn:
