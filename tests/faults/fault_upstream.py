@@ -24,6 +24,9 @@ a fault never leaks into the next request. The behaviour is chosen by the upstre
   html               200 with Content-Type: text/html (a page with blank lines), stream or not
   nochoices          200 JSON without `choices` (stream: chunks without choices, then [DONE])
   overusage          a normal answer whose usage claims 10^9 prompt and completion tokens
+  usage:<p>:<c>      a normal answer whose usage claims p prompt and c completion tokens (any size)
+  words:<k>:<w>      k content events of w words each and no usage at all (stream), or that text (JSON)
+  big:<k>            stream: k content events of about 2 KB each (usage claims k tokens), fast
   echo_auth          400 whose JSON error body and `X-Echo-Authorization` header quote the
                      Authorization header it received (stream: 200 and an SSE error event quoting it)
   echo_auth_ok       200, a normal answer whose content and `X-Echo-Authorization` response header
@@ -240,6 +243,32 @@ async def serve_chat(body: dict, reader: asyncio.StreamReader, writer: asyncio.S
             w(head("200 OK", "application/json", length=len(b)) + b)
     elif name == "overusage":
         w(a.full(pt=10**9, ct=10**9))
+    elif name == "usage":
+        pt, _, ct = arg.partition(":")
+        w(a.full(pt=int(pt), ct=int(ct)))
+    elif name == "words":
+        k, _, per = arg.partition(":")
+        pieces = [" ".join(f"word{i}x{j}" for j in range(int(per))) + " " for i in range(int(k))]
+        if a.stream:
+            events = a.role_event() + b"".join(
+                ev({**a.base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]})
+                for p in pieces)
+            events += ev({**a.base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            w(head("200 OK", "text/event-stream", chunked=True) + chunk(events + b"data: [DONE]\n\n") + LAST_CHUNK)
+        else:
+            b = json.loads(a.json_body(content="".join(pieces)))
+            del b["usage"]
+            b = json.dumps(b).encode()
+            w(head("200 OK", "application/json", length=len(b)) + b)
+    elif name == "big":
+        k = int(arg)
+        text = " ".join(["lorem"] * 340)  # ~2 KB, 340 words
+        w(head("200 OK", "text/event-stream", chunked=True) + chunk(a.role_event()))
+        for _ in range(k):
+            w(chunk(ev({**a.base, "choices": [{"index": 0, "delta": {"content": text + " "},
+                                               "finish_reason": None}]})))
+            await writer.drain()
+        w(chunk(a.tail_events(k, ct=k)) + LAST_CHUNK)
     elif name == "echo_auth":
         auth = body.get("__auth__", "")
         err = {"error": {"message": f"Incorrect API key provided: {auth}", "type": "invalid_request_error",

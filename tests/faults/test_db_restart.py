@@ -238,3 +238,50 @@ def test_postgres_restart_under_load(own_stack):
         tb = log[start:start + 20000]
         raise AssertionError("an exception escaped the app (the client saw a dropped connection or a bare "
                              "500): " + tb[:600] + " ... " + tb[tb.find("\n\n") - 1500 if "\n\n" in tb else -1500:][:1500])
+
+
+def test_streams_that_end_while_postgres_is_down_are_charged_when_it_is_back(own_stack):
+    """A survivable outage gives nothing away: the settles (and the idempotent answers) of streams
+    that end while the database is down are kept and retried until it is back."""
+    stack = own_stack
+    results: list[tuple[str, httpx.Response | None, bytes]] = []
+    body = {"model": "restart-drip", "messages": [{"role": "user", "content": "hello world"}], "max_tokens": 3,
+            "stream": True}
+
+    def stream(key: str) -> None:
+        with httpx.Client(timeout=60) as c, c.stream("POST", stack.base + "/v1/chat/completions", json=body,
+                                                     headers={**stack.auth, "Idempotency-Key": key}) as r:
+            results.append((key, r, r.read()))
+
+    keys = [f"outage-{i}-{time.monotonic_ns()}" for i in range(4)]
+    threads = [threading.Thread(target=stream, args=(k,)) for k in keys]
+    for th in threads:
+        th.start()
+    time.sleep(1.0)
+    stack.pg.stop()  # the streams end about 3 s later, while the database is down
+    time.sleep(7)
+    stack.pg.start()
+    for th in threads:
+        th.join(60)
+    assert len(results) == 4 and all(r.status_code == 200 and b"[DONE]" in raw for _, r, raw in results)
+    deadline = time.monotonic() + 60
+    for key, r, _ in results:
+        rid = r.headers["x-tf-receipt-id"]
+        while True:
+            got = httpx.get(stack.base + f"/v1/receipts/{rid}", headers=stack.auth, timeout=30)
+            rc = got.json() if got.status_code == 200 else {}
+            if rc.get("status") not in (None, "pending") or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert rc["status"] == "succeeded", rc
+        assert rc["total_charged_micros"] == 3 * PRICE["input_per_mtok"] // 10**6 + 3 * PRICE["output_per_mtok"] // 10**6
+        while True:  # the idempotent answer was kept too: a retry replays it
+            again = httpx.post(stack.base + "/v1/chat/completions", headers={**stack.auth, "Idempotency-Key": key},
+                               timeout=60, json=body)
+            if again.status_code != 409 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert again.status_code == 200 and again.headers.get("idempotent-replayed") == "true"
+        assert again.headers["x-tf-receipt-id"] == rid
+    v = ok(stack.admin.get("/ledger/verify"))
+    assert v["ok"] is True, v

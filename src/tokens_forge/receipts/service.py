@@ -57,7 +57,7 @@ def attempt_out(a, transfer_ids: list[str]) -> dict:
         "upstream_status": a["upstream_status"], "latency_ms": a["latency_ms"],
         "prompt_tokens": a["prompt_tokens"], "completion_tokens": a["completion_tokens"],
         "reserved_micros": a["reserved_micros"], "charged_micros": a["charged_micros"],
-        "charge_reason": a["charge_reason"], "error": a["error"], "transfer_ids": transfer_ids,
+        "charge_rule": a["charge_rule"], "overage_micros": a["overage_micros"], "charge_reason": a["charge_reason"], "error": a["error"], "transfer_ids": transfer_ids,
     }
 
 
