@@ -22,6 +22,8 @@ from tokens_forge.ids import new_id
 from tokens_forge.keys.auth import AuthedKey
 from tokens_forge.ledger import views
 from tokens_forge.receipts.service import receipts_view
+from tokens_forge.records.charges import CHARGE_TRANSFERS
+from tokens_forge.records.filters import BUCKETS
 from tokens_forge.runs import preflight as panel
 from tokens_forge.runs.schemas import PreflightRequest, RunCreate
 
@@ -208,14 +210,19 @@ async def control(conn: AsyncConnection, run_id: str, account_id: str, action: s
 FAILURE_OUTCOMES = ("timeout", "connect_error", "upstream_error")
 
 
-def _totals(requests: list[dict]) -> dict:
-    """Charges per bucket, from the attempts (a fallback may pay from both buckets in one request)."""
-    by_bucket = {b: {"charged_micros": 0, "failed_request_charges_micros": 0, "cancelled_charges_micros": 0,
-                     "prompt_tokens": 0, "completion_tokens": 0, "attempts": 0} for b in ("credit", "routed")}
+def _totals(requests: list[dict], ledger: dict[str, int]) -> dict:
+    """Per bucket: what the ledger charged (`ledger`, from its charge transfers), and what the
+    receipts' attempts say, which must agree (a fallback may pay from both buckets in one request)."""
+    by_bucket = {b: {"charged_micros": ledger.get(b, 0), "attempts_charged_micros": 0,
+                     "receipts_charged_micros": 0, "failed_request_charges_micros": 0,
+                     "cancelled_charges_micros": 0, "prompt_tokens": 0, "completion_tokens": 0, "attempts": 0}
+                 for b in BUCKETS}
     for req in requests:
+        for b, amount in req["charged_by_bucket"].items():
+            by_bucket[b]["receipts_charged_micros"] += amount
         for a in req["attempts"]:
             t = by_bucket[a["bucket"]]
-            t["charged_micros"] += a["charged_micros"]
+            t["attempts_charged_micros"] += a["charged_micros"]
             t["prompt_tokens"] += a["prompt_tokens"]
             t["completion_tokens"] += a["completion_tokens"]
             t["attempts"] += 1
@@ -223,9 +230,21 @@ def _totals(requests: list[dict]) -> dict:
                 t["failed_request_charges_micros"] += a["charged_micros"]
             elif a["outcome"] == "cancelled":
                 t["cancelled_charges_micros"] += a["charged_micros"]
-    return {"charged_micros": sum(t["charged_micros"] for t in by_bucket.values()),
+    charged = sum(t["charged_micros"] for t in by_bucket.values())
+    agree = all(t["charged_micros"] == t["attempts_charged_micros"] == t["receipts_charged_micros"]
+                for t in by_bucket.values())
+    return {"charged_micros": charged, "ledger_charged_micros": charged,
+            "receipts_charged_micros": sum(r["total_charged_micros"] for r in requests),
             "failed_request_charges_micros": sum(t["failed_request_charges_micros"] for t in by_bucket.values()),
+            "matches_ledger": agree and charged == sum(r["total_charged_micros"] for r in requests),
             "by_bucket": by_bucket}
+
+
+async def _ledger_charges(conn: AsyncConnection, run_id: str, account_id: str) -> dict[str, int]:
+    rows = (await conn.execute(text(f"""
+        SELECT c.bucket, sum(c.amount) AS micros FROM ({CHARGE_TRANSFERS}) c
+         WHERE c.account_id = :a AND c.run_id = :r GROUP BY c.bucket"""), {"a": account_id, "r": run_id})).all()
+    return {r.bucket: int(r.micros) for r in rows}
 
 
 def _failure_charges(requests: list[dict]) -> list[dict]:
@@ -237,23 +256,19 @@ def _failure_charges(requests: list[dict]) -> list[dict]:
 
 
 async def run_receipt(conn: AsyncConnection, run_id: str, account_id: str) -> dict:
-    """Every request of the run with its attempts, totals per bucket, failed-request charges, and
-    the run's wallet-ledger entries, with a check that receipts and ledger agree to the micro."""
+    """Every request of the run with its attempts, totals per bucket (from the ledger's charge
+    transfers), failed-request charges, and the run's ledger entries (one per transfer, holds
+    included), with a check that receipts, attempts and ledger agree per bucket to the micro."""
     row = await _row(conn, run_id, account_id)
     ids = list((await conn.execute(text("SELECT id FROM receipts WHERE run_id = :r AND account_id = :a"),
                                    {"r": run_id, "a": account_id})).scalars())
     requests = await receipts_view(conn, ids, account_id) if ids else []
     stmt, params = views.entries_statement(account_id, receipt_id=None, run_id=run_id, bucket=None, before=None,
-                                           limit=None)
-    entries = [views.entry_out(e) for e in reversed((await conn.execute(stmt, params)).all())]
-    # what the ledger took from the customer: settle and failure_charge transfers out of a hold
-    posted = -sum(e["amount_micros"] for e in entries
-                  if e["account"] == "hold" and e["kind"] in ("settle", "failure_charge"))
-    totals = _totals(requests)
+                                           limit=None, include_holds=True)
+    entries = [views.entry_out(e, True) for e in reversed((await conn.execute(stmt, params)).all())]
     return {
         "object": "run.receipt", "run": {**run_out(row), "requests": await _request_counts(conn, run_id)},
-        "requests": requests, "totals": {**totals, "ledger_charged_micros": posted,
-                                         "matches_ledger": posted == totals["charged_micros"]},
+        "requests": requests, "totals": _totals(requests, await _ledger_charges(conn, run_id, account_id)),
         "failed_request_charges": _failure_charges(requests),
         "ledger": {"location": f"/v1/wallet/ledger?run_id={run_id}", "entries": entries},
     }
