@@ -99,7 +99,7 @@ async def _admin_session(session: Annotated[Session, Depends(_session)]) -> Sess
 
 
 async def _api(request: Request, session: Annotated[Session, Depends(_session)]) -> AsyncIterator[ConsoleApi]:
-    async with ConsoleApi(request.app, session.secret) as api:
+    async with ConsoleApi(request.app, *session.api_credentials(request.app.state)) as api:
         yield api
 
 
