@@ -25,6 +25,7 @@ from tokens_forge.receipts.service import receipts_view
 from tokens_forge.records.charges import CHARGE_TRANSFERS
 from tokens_forge.records.filters import BUCKETS
 from tokens_forge.runs import preflight as panel
+from tokens_forge.runs.activity import run_activity
 from tokens_forge.runs.schemas import PreflightRequest, RunCreate
 
 REFUSALS = {
@@ -65,7 +66,7 @@ _RUNS = """
     SELECT r.*, coalesce(sc.posted_micros, 0) AS spent_micros, coalesce(sc.pending_micros, 0) AS held_micros
       FROM runs r
       LEFT JOIN spend_counters sc ON sc.scope = 'run' AND sc.owner_id = r.id AND sc.period = 'total'
-     WHERE r.account_id = :a"""
+     WHERE (CAST(:a AS TEXT) IS NULL OR r.account_id = :a)"""
 
 
 def _iso(v: datetime | None) -> str | None:
@@ -77,13 +78,14 @@ def run_out(r: Any) -> dict:
         "id": r.id, "object": "run", "name": r.name, "model": r.model, "mode": r.mode, "status": r.status,
         "budget_micros": r.budget_micros, "spent_micros": int(r.spent_micros), "held_micros": int(r.held_micros),
         "remaining_micros": max(r.budget_micros - int(r.spent_micros) - int(r.held_micros), 0),
-        "route_preference": r.route_preference, "key_id": r.key_id, "project_id": r.project_id,
+        "route_preference": r.route_preference, "account_id": r.account_id, "key_id": r.key_id,
+        "project_id": r.project_id,
         "created_at": _iso(r.created_at), "updated_at": _iso(r.updated_at),
         "last_activity_at": _iso(r.last_activity_at),
     }
 
 
-async def _row(conn: AsyncConnection, run_id: str, account_id: str, param: str = "run_id") -> Any:
+async def _row(conn: AsyncConnection, run_id: str, account_id: str | None, param: str = "run_id") -> Any:
     row = (await conn.execute(text(_RUNS + " AND r.id = :r"), {"a": account_id, "r": run_id})).one_or_none()
     if row is None:
         raise NotFound(f"run {run_id!r} does not exist", param=param)
@@ -117,22 +119,27 @@ async def _partial_failures(conn: AsyncConnection, run_id: str, recent: int = 50
     }
 
 
-async def get_run(conn: AsyncConnection, run_id: str, account_id: str) -> dict:
+async def get_run(conn: AsyncConnection, run_id: str, account_id: str | None) -> dict:
     """A run with its money (spent = posted, held = pending reservations), request counts by
-    outcome, failed attempts, and the preflight it was created with."""
+    outcome, failed attempts, its intensity (tokens, per-minute tokens and spend, the projected
+    spend), and the preflight it was created with. `account_id` None: any account (admin)."""
     row = await _row(conn, run_id, account_id)
     return {**run_out(row), "requests": await _request_counts(conn, run_id),
-            "partial_failures": await _partial_failures(conn, run_id), "preflight": row.preflight}
+            "partial_failures": await _partial_failures(conn, run_id),
+            "activity": await run_activity(conn, row), "preflight": row.preflight}
 
 
-async def list_runs(conn: AsyncConnection, account_id: str, limit: int,
-                    before: tuple[datetime, str] | None) -> tuple[list[dict], tuple[str, str] | None]:
-    """Newest first, keyset-paged on (created_at, id); returns the page and the next cursor values."""
+async def list_runs(conn: AsyncConnection, account_id: str | None, limit: int,
+                    before: tuple[datetime, str] | None, status: str | None = None
+                    ) -> tuple[list[dict], tuple[str, str] | None]:
+    """Newest first, keyset-paged on (created_at, id); returns the page and the next cursor values.
+    `account_id` None: every account's runs (admin)."""
     rows = (await conn.execute(text(_RUNS + """
+           AND (CAST(:status AS TEXT) IS NULL OR r.status = :status)
            AND (CAST(:c_at AS TIMESTAMPTZ) IS NULL OR (r.created_at, r.id) < (:c_at, :c_id))
          ORDER BY r.created_at DESC, r.id DESC LIMIT :n"""),
-        {"a": account_id, "c_at": before[0] if before else None, "c_id": before[1] if before else "",
-         "n": limit + 1})).all()
+        {"a": account_id, "status": status, "c_at": before[0] if before else None,
+         "c_id": before[1] if before else "", "n": limit + 1})).all()
     more = len(rows) > limit
     rows = rows[:limit]
     return [run_out(r) for r in rows], ((rows[-1].created_at.isoformat(), rows[-1].id) if more else None)
@@ -148,14 +155,27 @@ async def run_context(conn: AsyncConnection, run_id: str, account_id: str) -> pa
 
 
 async def preflight(state: Any, conn: AsyncConnection, key: AuthedKey, body: PreflightRequest) -> dict:
-    run = await run_context(conn, body.run_id, key.account_id) if body.run_id else None
+    """The panel for one request, an existing run (`run_id`), or a run about to be created
+    (`budget_micros`: the panel that `create_run` will store, its budget as the run cap)."""
+    if body.run_id:
+        run = await run_context(conn, body.run_id, key.account_id)
+    elif body.budget_micros is not None:
+        run = prospective_run(body.mode or panel.DEFAULT_MODE, body.route_preference or "auto", body.budget_micros,
+                              run_id="{run_id}")
+        body = body.model_copy(update={"mode": run.mode, "route_preference": run.route_preference})
+    else:
+        run = None
     return await panel.build(state, conn, key, body, run)
+
+
+def prospective_run(mode: str, route_preference: str, budget_micros: int, run_id: str) -> panel.RunContext:
+    return panel.RunContext(id=run_id, mode=mode, route_preference=route_preference, status="ready",
+                            budget_micros=budget_micros, posted_micros=0, pending_micros=0)
 
 
 async def create_run(state: Any, conn: AsyncConnection, key: AuthedKey, body: RunCreate) -> dict:
     """Run the preflight for the new run (its budget as the run cap) and store it with the run."""
-    run = panel.RunContext(id=new_id("run"), mode=body.mode, route_preference=body.route_preference,
-                           status="ready", budget_micros=body.budget_micros, posted_micros=0, pending_micros=0)
+    run = prospective_run(body.mode, body.route_preference, body.budget_micros, run_id=new_id("run"))
     shown = await panel.build(state, conn, key, PreflightRequest(
         model=body.model, mode=body.mode, route_preference=body.route_preference), run)
     await conn.execute(text("""
@@ -187,14 +207,14 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
 STATE_CODES = {"paused": "run_paused", "cancelled": "run_cancelled", "finished": "run_finished"}
 
 
-async def control(conn: AsyncConnection, run_id: str, account_id: str, action: str) -> dict:
+async def control(conn: AsyncConnection, run_id: str, account_id: str | None, action: str) -> dict:
     """Move the run to the action's state, or 409 naming the state it is in. On cancel, every
     worker is told in the same transaction (NOTIFY is delivered at commit, so no worker can see
     the message before the status it refers to is visible)."""
     allowed, new_status, done = TRANSITIONS[action]
     moved = (await conn.execute(text(f"""
         UPDATE runs SET status = {new_status}, updated_at = now()
-         WHERE id = :r AND account_id = :a AND status = ANY(:allowed)
+         WHERE id = :r AND (CAST(:a AS TEXT) IS NULL OR account_id = :a) AND status = ANY(:allowed)
         RETURNING id"""), {"r": run_id, "a": account_id, "allowed": list(allowed)})).scalar_one_or_none()
     if moved is None:
         current = (await _row(conn, run_id, account_id)).status
