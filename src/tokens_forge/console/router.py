@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from tokens_forge.console import admin_pages, client_pages, render
+from tokens_forge.console import admin_pages, client_pages, record_pages, render, run_pages
 from tokens_forge.console.api import Forward
 from tokens_forge.console.deps import ConsoleRoute, CsrfRefused, SessionDep, WrongSession
 from tokens_forge.console.session import (
@@ -90,5 +90,5 @@ async def api_proxy(request: Request, api_path: str, session: SessionDep) -> Res
     return Forward(api_path, *session.api_credentials(request.app.state))
 
 
-router.include_router(client_pages.router)
-router.include_router(admin_pages.router)
+for pages in (client_pages, run_pages, record_pages, admin_pages):
+    router.include_router(pages.router)
