@@ -194,3 +194,21 @@ async def test_admin_pages_runs_health_key_spend_and_audit_diff(app, client, adm
         assert "<ins>777</ins>" in key_page and "<del>null</del>" in key_page
         audit = (await c.get("/console/admin/audit", params={"target_id": t.key["id"]})).text
         assert "<ins>777</ins>" in audit
+
+
+async def test_a_refused_request_of_a_run_shows_as_rejected_on_its_page_and_in_failures(app, client, tenant):
+    t = await tenant(key={"limits": {"per_request_micros": 1}, "name": "capped"})
+    run = ok(await client.post("/v1/runs", json={"model": t.model, "mode": "quick", "budget_micros": 9_000},
+                               headers=t.auth))
+    r = await client.post("/v1/chat/completions", json=t.chat(), headers={**t.auth, "X-TF-Run-Id": run["id"]})
+    assert r.status_code == 402
+    rid = r.headers["x-tf-receipt-id"]
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw.test") as c:
+        await sign_in(c, t.secret)
+        live = (await c.get(f"/console/runs/{run['id']}/live")).text
+        assert 'data-testid="requests-rejected">1<' in live
+        failures = (await c.get("/console/records/failures", params={"run_id": run["id"]})).text
+        row = failures[failures.index(f'data-receipt="{rid}"'):]
+        assert 'data-outcome="rejected"' in failures and "capped" in row[:2000]
+        usage = (await c.get("/console/records/usage", params={"status": "rejected"})).text
+        assert f'data-receipt="{rid}"' in usage
