@@ -1,9 +1,13 @@
 """What the ledger took from a customer, as one SQL fragment every record view selects from.
 
-A charge is a `settle` or `failure_charge` transfer out of one of the account's hold accounts
-(`hold:<acct>:<bucket>`) into revenue. An upstream's overcharge beyond the hold is booked from the
-platform's `overage` account, never from the customer, so it is not a charge here. The ledger
-verifier (`ledger/verify.py`, `receipts_match_ledger`) checks receipts against the same rows.
+A charge is a `settle` or `failure_charge` transfer into revenue from the customer's side: today
+always out of one of the account's hold accounts (`hold:<acct>:<bucket>`); the only other debit
+these kinds have is the platform's `overage` account (an upstream's overcharge beyond the hold,
+never the customer's), which is what is left out. Leaving out overage, rather than keeping only
+hold debits, needs no lookup per transfer (the overage account is one row, read once per
+statement) and still counts a charge booked straight from a wallet. The ledger verifier
+(`ledger/verify.py`, `receipts_match_ledger`) checks receipts against the hold-debited rows; the
+records' tests check that both agree.
 
 Usage, failures, receipts, run receipts and the console's charts all read charges from here, so
 they agree with the ledger per bucket by construction."""
@@ -16,10 +20,10 @@ CHARGE_KINDS = ("settle", "failure_charge")
 CHARGE_TRANSFERS = """
 SELECT t.account_id, t.receipt_id, t.attempt_no, t.run_id, t.bucket, t.kind, t.amount, t.id, t.created_at
   FROM transfers t
-  JOIN ledger_accounts la ON la.id = t.debit_account_id AND la.kind = 'hold'
- WHERE t.kind IN ('settle', 'failure_charge')"""
+ WHERE t.kind IN ('settle', 'failure_charge')
+   AND t.debit_account_id <> ALL (SELECT o.id FROM ledger_accounts o WHERE o.code = 'overage')"""
 
 
 def is_charge(kind: str, debit_side: str) -> bool:
     """The same rule in Python, for rows already read (a transfer's kind, its debit account's kind)."""
-    return kind in CHARGE_KINDS and debit_side == "hold"
+    return kind in CHARGE_KINDS and debit_side != "overage"
