@@ -63,12 +63,16 @@ async def call_duration(conn: AsyncConnection, route_id: str, mode: str | None) 
     return pick(route_id, mode, row)
 
 
+def _shown(ms: float) -> str:
+    return f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:.0f} ms"
+
+
 def runtime_estimate(call: CallDuration, calls_low: int, calls_high: int, timeout_s: float) -> dict:
     """`estimated_runtime_s` of the panel: calls × p50 (low) to calls × p95 (high), each call at
     most the route's timeout, with its basis in words."""
     cap = timeout_s * 1000
     p50, p95 = min(call.p50_ms, cap), min(call.p95_ms, cap)
-    basis = (f"attempt start to end, {call.basis}: p50 {p50 / 1000:.1f} s, p95 {p95 / 1000:.1f} s per call"
-             if call.samples else f"{call.basis} {p50 / 1000:g}-{p95 / 1000:g} s per call")
-    return {"low": round(calls_low * p50 / 1000, 1), "high": round(calls_high * p95 / 1000, 1),
+    basis = (f"attempt start to end, {call.basis}: p50 {_shown(p50)}, p95 {_shown(p95)} per call"
+             if call.samples else f"{call.basis} {_shown(p50)}-{_shown(p95)} per call")
+    return {"low": round(calls_low * p50 / 1000, 2), "high": round(calls_high * p95 / 1000, 2),
             "basis": basis + f"; {calls_low}-{calls_high} call(s)"}
