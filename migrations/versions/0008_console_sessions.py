@@ -11,14 +11,14 @@ The table is looked up by the hash alone (all a request brings), so, like the ro
 by that hash rather than by account: admin sessions have no account.
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006
 """
 from alembic import op
 
 from tokens_forge.db.sql import run_script
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tokens_forge.guard.bounds import ceil_div
+from tokens_forge.guard.money import ceil_div
 from tokens_forge.records.charges import CHARGE_TRANSFERS
 
 SERIES_MINUTES = 10

@@ -15,7 +15,7 @@ from tokens_forge.errors import InvalidRequest
 from tokens_forge.ledger import views
 from tokens_forge.receipts.service import get_receipt
 from tokens_forge.records.export import check_format, export_response
-from tokens_forge.records.filters import BUCKETS, RecordFilters
+from tokens_forge.records.filters import BUCKETS, RecordFilters, check_storable
 from tokens_forge.records.queries import (
     FAILURE_COLUMNS,
     FAILURE_OUTCOMES,
@@ -87,6 +87,7 @@ async def wallet_ledger(request: Request, key: ApiKeyDep, limit: LimitQ = 50, cu
     if include not in (None, "", "holds"):
         raise InvalidRequest("include must be holds", param="include")
     holds = include == "holds"
+    check_storable(receipt_id=receipt_id, run_id=run_id, bucket=bucket)
     if bucket is not None and bucket not in BUCKETS:
         raise InvalidRequest("bucket must be credit or routed", param="bucket")
     if check_format(format) is not None:
