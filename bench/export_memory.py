@@ -58,6 +58,26 @@ SELECT 'rcpt_' || lpad(g::text, 20, '0'), $1, $2, $3,
   FROM generate_series(1, $4::bigint) g
 """
 
+# Usage takes what was charged from the ledger's own rows (a settle transfer out of the account's
+# hold account), so every charged receipt gets a settled hold and its settle transfer. The
+# accounts' cached balances are not updated: this database only serves the export.
+HOLDS_SQL = """
+INSERT INTO holds (account_id, bucket, amount, status, charged, counter_ids, receipt_id, attempt_no,
+                   expires_at, created_at, resolved_at)
+SELECT r.account_id, r.bucket, r.total_charged_micros, 'settled', r.total_charged_micros, '{}', r.id, 1,
+       r.created_at + interval '15 minutes', r.created_at, r.completed_at
+  FROM receipts r WHERE r.account_id = $1 AND r.total_charged_micros > 0
+"""
+TRANSFERS_SQL = """
+INSERT INTO transfers (debit_account_id, credit_account_id, amount, kind, account_id, bucket, hold_id, receipt_id,
+                       attempt_no, debit_balance_after, credit_balance_after, created_at)
+SELECT ha.id, rev.id, h.charged, 'settle', h.account_id, h.bucket, h.id, h.receipt_id, 1, 0, 0, h.resolved_at
+  FROM holds h
+  JOIN ledger_accounts ha ON ha.code = 'hold:' || h.account_id || ':' || h.bucket
+ CROSS JOIN (SELECT id FROM ledger_accounts WHERE kind = 'revenue' ORDER BY id LIMIT 1) rev
+ WHERE h.account_id = $1
+"""
+
 
 # -- the database -----------------------------------------------------------------------------
 
@@ -87,8 +107,10 @@ async def _fill(url: str, tenant: dict, rows: int) -> dict:
     try:
         began = time.perf_counter()
         await conn.execute(INSERT_SQL, tenant["account_id"], tenant["project_id"], tenant["key_id"], rows)
+        await conn.execute(HOLDS_SQL, tenant["account_id"])
+        await conn.execute(TRANSFERS_SQL, tenant["account_id"])
         insert_s = time.perf_counter() - began
-        await conn.execute("VACUUM ANALYZE receipts")
+        await conn.execute("VACUUM ANALYZE receipts, holds, transfers")
         count, total = await conn.fetchrow(
             "SELECT count(*), COALESCE(sum(total_charged_micros), 0) FROM receipts WHERE account_id = $1",
             tenant["account_id"])

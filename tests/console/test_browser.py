@@ -107,7 +107,7 @@ async def test_playground_panel_stream_receipt_and_records(live_gateway, context
     await page.set_viewport_size(VIEWPORT)
 
     await page.get_by_test_id("receipt-ledger-link").click()
-    await page.wait_for_url(f"**/console/records/ledger?receipt_id={receipt_id}")
+    await page.wait_for_url(f"**/console/records/ledger?receipt_id={receipt_id}&include=holds")
     ledger = page.get_by_test_id("records-ledger")
     assert await ledger.locator("tbody tr").count() >= 2 and "settle" in await ledger.inner_text()
     await screenshot(page, "records-ledger")
@@ -192,7 +192,7 @@ async def test_run_started_from_the_page_is_cancelled_with_its_button(live_gatew
     await page.bring_to_front()
     await expect(page.get_by_test_id("run-status")).to_have_text("running")
     await expect(page.get_by_test_id("requests-pending")).to_have_text("1")
-    await screenshot(page, "run-running", "console-run.png")
+    await screenshot(page, "run-running")
     cancel = page.get_by_role("button", name="Cancel")
     assert await cancel.is_enabled()
     started = time.monotonic()

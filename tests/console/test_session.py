@@ -1,14 +1,16 @@
-"""The console's session and CSRF rules over ASGI (no browser): the secret lives only in an
-httpOnly, SameSite=Strict cookie scoped to /console, never in a page; every state-changing
-request needs the page's CSRF token; sign-out clears the cookie."""
+"""The console's session and CSRF rules over ASGI (no browser): the cookie (httpOnly,
+SameSite=Strict, scoped to /console) holds a random session id, never the secret, and the database
+only its hash; a session ends at sign-out, at its key's revocation and at its expiry, and a
+replayed copy of its cookie is refused; every state-changing request needs the page's CSRF token."""
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import re
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from tests.conftest import ADMIN
 
@@ -122,24 +124,95 @@ async def test_proxy_keeps_keys_to_v1_and_the_admin_to_admin_v1(browser, tenant)
         assert (await admin.get(f"/console/admin/routes/{t.routes['official']['id']}")).status_code == 200
 
 
-async def test_sign_out_clears_the_cookie(browser, tenant):
+def cookie_value(r: httpx.Response) -> str:
+    [cookie] = session_cookies(r)
+    return cookie.split(";")[0].split("=", 1)[1]
+
+
+async def replay(app, value: str, path: str = "/console") -> httpx.Response:
+    """Another browser that copied the cookie."""
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw.test",
+                                 cookies={"tf_console": value}) as thief:
+        return await thief.get(path)
+
+
+async def stored(app, value: str):
+    async with app.state.engine.connect() as conn:
+        return (await conn.execute(text("SELECT * FROM console_sessions WHERE token_hash = :h"),
+                                   {"h": hashlib.sha256(value.encode()).hexdigest()})).mappings().one_or_none()
+
+
+async def test_the_cookie_is_a_session_id_stored_only_as_its_hash(app, browser, tenant):
     t = await tenant()
-    await sign_in(browser, t.secret)
+    value = cookie_value(await sign_in(browser, t.secret))
+    assert t.secret not in value and len(value) >= 40
+    row = await stored(app, value)
+    assert row["kind"] == "key" and row["key_id"] == t.key["id"] and row["account_id"] == t.account["id"]
+    assert row["revoked_at"] is None and row["expires_at"] > row["created_at"]
+    async with app.state.engine.connect() as conn:
+        dump = (await conn.execute(text("SELECT string_agg(s::text, ' ') FROM console_sessions s"))).scalar()
+    assert value not in dump and t.secret not in dump
+    assert (await replay(app, value)).status_code == 200  # the cookie alone signs in, until it ends
+
+
+async def test_sign_out_revokes_the_session_and_a_replayed_cookie_is_refused(app, browser, tenant):
+    t = await tenant()
+    value = cookie_value(await sign_in(browser, t.secret))
     csrf = page_csrf((await browser.get("/console")).text)
     r = await browser.post("/console/sign-out", data={"csrf": csrf}, headers={"Origin": "http://gw.test"})
     assert r.status_code == 303 and r.headers["location"] == "/console/sign-in"
     [cookie] = session_cookies(r)
     assert "max-age=0" in cookie.lower()
     assert (await browser.get("/console")).status_code == 303
+    for path in ("/console", "/console/records/usage"):
+        r = await replay(app, value, path)
+        assert r.status_code == 303 and r.headers["location"] == "/console/sign-in", path
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw.test",
+                                 cookies={"tf_console": value}) as thief:
+        r = await thief.get("/console/api/v1/wallet")
+        assert r.status_code == 401 and r.json()["error"]["code"] == "console_sign_in_required"
+    row = await stored(app, value)
+    assert row["revoked_reason"] == "sign_out" and row["revoked_at"] is not None
 
 
-async def test_revoked_key_is_signed_out(browser, tenant, admin):
+async def test_revoked_key_ends_its_sessions_and_a_replayed_cookie_is_refused(app, browser, tenant, admin):
     t = await tenant()
-    await sign_in(browser, t.secret)
+    value = cookie_value(await sign_in(browser, t.secret))
+    other = cookie_value(await sign_in(httpx.AsyncClient(transport=browser._transport, base_url="http://gw.test"),
+                                       t.secret))
     assert (await browser.get("/console")).status_code == 200
     assert (await admin.post(f"/keys/{t.key['id']}/revoke")).status_code == 200
-    await asyncio.sleep(0.3)  # the key cache's TTL in tests
+    # no wait for any cache: the session is checked against the key's status on each request
     assert (await browser.get("/console")).status_code == 303
+    for v in (value, other):
+        assert (await replay(app, v)).status_code == 303
+        assert (await stored(app, v))["revoked_reason"] == "key_revoked"
+
+
+async def test_expired_session_and_unknown_cookie_are_refused(app, browser, tenant):
+    t = await tenant()
+    value = cookie_value(await sign_in(browser, t.secret))
+    async with app.state.engine.begin() as conn:
+        await conn.execute(text("""UPDATE console_sessions SET created_at = now() - interval '9 hours',
+                                          expires_at = now() - interval '1 hour' WHERE token_hash = :h"""),
+                           {"h": hashlib.sha256(value.encode()).hexdigest()})
+    assert (await replay(app, value)).status_code == 303
+    assert (await replay(app, "made-up-" + "x" * 40)).status_code == 303
+    assert (await replay(app, t.secret)).status_code == 303  # the key's secret is no session id
+
+
+async def test_admin_sessions_end_when_the_admin_token_changes(app, tenant):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw.test") as c:
+        value = cookie_value(await sign_in(c, ADMIN))
+        assert ADMIN not in value and (await c.get("/console/admin")).status_code == 200
+        assert (await stored(app, value))["admin_check"] not in (None, ADMIN)
+        settings = app.state.settings
+        settings.admin_token = ADMIN + "-rotated"
+        try:
+            assert (await c.get("/console/admin")).status_code == 303
+        finally:
+            settings.admin_token = ADMIN
+        assert (await c.get("/console/admin")).status_code == 200
 
 
 async def test_unknown_run_and_receipt_render_the_api_error(browser, tenant):

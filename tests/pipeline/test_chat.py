@@ -38,11 +38,12 @@ async def test_nonstream_charges_usage_times_price(client, tenant):
                                       "available_micros": 10_000_000 - 13}
     assert w["buckets"]["routed"]["available_micros"] == 10_000_000
     assert w["key_spend_micros"] == {"today": 13, "total": 13}
-    led = ok(await client.get("/v1/wallet/ledger", params={"receipt_id": rc["id"]}, headers=t.auth))
+    led = ok(await client.get("/v1/wallet/ledger", params={"receipt_id": rc["id"], "include": "holds"},
+                              headers=t.auth))
     kinds = sorted((e["kind"], e["account"]) for e in led["data"])
-    assert ("settle", "hold") in kinds and ("reserve", "wallet") in kinds and ("release", "wallet") in kinds
+    assert kinds == [("release", "wallet"), ("reserve", "wallet"), ("settle", "hold")]  # one row per transfer
     settle = next(e for e in led["data"] if e["kind"] == "settle")
-    assert settle["amount_micros"] == -13 and settle["attempt"] == 1
+    assert settle["hold_amount_micros"] == -13 and settle["amount_micros"] == 0 and settle["attempt"] == 1
 
 
 async def test_stream_passes_chunks_and_charges_exactly(client, tenant):

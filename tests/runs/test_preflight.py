@@ -137,16 +137,46 @@ async def test_route_degraded(app, client, tenant):
     assert "route_degraded" in codes(p)
 
 
-async def test_runtime_uses_observed_latency(app, client, tenant):
-    t = await tenant(official="slow:200")
+async def test_runtime_of_a_slow_stream_is_its_duration_not_its_first_byte(app, client, tenant):
+    t = await tenant(official="drip:10")  # 200 words 10 ms apart: about 2 s a stream, the first byte at once
     fresh = await preflight(client, t, mode="quick")
-    assert "no recent history" in fresh["estimated_runtime_s"]["basis"]
-    for _ in range(3):
-        ok(await client.post("/v1/chat/completions", json=t.chat(), headers=t.auth))
-    await app.state.health.refresh()
+    assert "no finished call" in fresh["estimated_runtime_s"]["basis"]
+    run = ok(await client.post("/v1/runs", json={"model": t.model, "mode": "quick", "budget_micros": 1_000_000},
+                               headers=t.auth))
+
+    async def stream():
+        r = await client.post("/v1/chat/completions", json=t.chat(max_tokens=300, stream=True),
+                              headers={**t.auth, "X-TF-Run-Id": run["id"]})
+        assert r.status_code == 200 and "[DONE]" in r.text
+        return ok(await client.get(f"/v1/receipts/{r.headers['x-tf-receipt-id']}", headers=t.auth))
+
+    import asyncio
+
+    receipts = await asyncio.gather(*(stream() for _ in range(3)))
+    first_byte = max(rc["attempts"][0]["latency_ms"] for rc in receipts)
+    assert first_byte < 1_000  # what the old estimate was built from
+    quick = DEFAULT_PROFILES["quick"].calls
     p = await preflight(client, t, mode="quick")
-    assert "observed" in p["estimated_runtime_s"]["basis"]
-    assert 0.2 <= p["estimated_runtime_s"]["low"] < 1.0  # 1 call at p50 ≈ 200 ms
+    est = p["estimated_runtime_s"]
+    assert est["low"] >= 1.9 * quick.low and est["high"] >= 1.9 * quick.high, est
+    assert est["high"] <= 30 * quick.high  # never past the route's timeout per call
+    assert "attempt start to end" in est["basis"] and "3 recent quick-run calls" in est["basis"], est
+    assert t.routes["official"]["id"] in est["basis"]
+    # no deep run yet: the route's calls in any mode; one request: the route's calls
+    deep = (await preflight(client, t, mode="deep"))["estimated_runtime_s"]
+    assert "any mode" in deep["basis"] and deep["low"] >= 1.9 * DEFAULT_PROFILES["deep"].calls.low
+    one = (await preflight(client, t, messages=[{"role": "user", "content": "hi"}]))["estimated_runtime_s"]
+    assert one["low"] >= 1.9 and "3 recent calls on route" in one["basis"]
+
+
+async def test_failed_request_charge_policy_states_both_rules(client, tenant):
+    t = await tenant(official_charge={"mode": "input_tokens"})
+    policy = (await preflight(client, t, mode="quick"))["failed_request_charge_policy"]
+    assert "route's failed_request_charge" in policy["rules"]["nothing_delivered"]
+    assert "output tokens actually delivered" in policy["rules"]["content_delivered"]
+    route = {r["route_id"]: r for r in policy["routes"]}[t.routes["official"]["id"]]
+    assert "input tokens" in route["nothing_delivered"] and "delivered" in route["content_delivered"]
+    assert route["meaning"].startswith("nothing delivered: its input tokens are charged; content delivered")
 
 
 @pytest.mark.parametrize("body, param", [

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from tokens_forge.config import Settings
 from tokens_forge.errors import Unauthorized
-from tokens_forge.keys.auth import AuthedKey
+from tokens_forge.keys.auth import AuthedKey, delegated_key
 
 
 def get_settings(request: Request) -> Settings:
@@ -43,7 +43,8 @@ def require_admin(request: Request) -> str:
 
 
 async def require_key(request: Request) -> AuthedKey:
-    return await request.app.state.keys.authenticate(bearer(request))
+    """The bearer's key, or the key the console signed in as (its in-process calls carry no secret)."""
+    return delegated_key(request.scope) or await request.app.state.keys.authenticate(bearer(request))
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -35,12 +35,23 @@ class ApiError(ForgeError):
         self.status_code = status_code
 
 
-class ConsoleApi:
-    """The API as the signed-in user: `await api.get("/v1/wallet")`."""
+class _WithScope:
+    """The app, called with extra ASGI scope entries (the console's delegated key)."""
 
-    def __init__(self, app: ASGIApp, secret: str):
-        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://console.internal",
-                                         headers={"Authorization": f"Bearer {secret}"}, timeout=60)
+    def __init__(self, app: ASGIApp, extra: dict[str, Any]):
+        self.app, self.extra = app, extra
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app({**scope, **self.extra}, receive, send)
+
+
+class ConsoleApi:
+    """The API as the signed-in user: `await api.get("/v1/wallet")`. `headers` and `scope` say who
+    that is (`Session.api_credentials`)."""
+
+    def __init__(self, app: ASGIApp, headers: dict[str, str], scope: dict[str, Any]):
+        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=_WithScope(app, scope)),
+                                         base_url="http://console.internal", headers=headers, timeout=60)
 
     async def __aenter__(self) -> ConsoleApi:
         return self
@@ -67,18 +78,19 @@ class ConsoleApi:
 
 
 class Forward(Response):
-    """A response that hands the current request to the app at `/{api_path}`, with
-    `Authorization: Bearer <secret>`. The answer, streams included, goes straight back; a browser
-    that closes the connection (the playground's Stop button) reaches the API as a disconnect."""
+    """A response that hands the current request to the app at `/{api_path}` as the session's
+    subject (`headers` and `scope` from `Session.api_credentials`). The answer, streams included,
+    goes straight back; a browser that closes the connection (the playground's Stop button)
+    reaches the API as a disconnect."""
 
-    def __init__(self, api_path: str, secret: str):
+    def __init__(self, api_path: str, headers: dict[str, str], scope: dict[str, Any]):
         super().__init__()
-        self.api_path, self.secret = api_path, secret
+        self.api_path, self.extra_headers, self.extra_scope = api_path, headers, scope
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = [(k, v) for k, v in scope["headers"] if k.lower() not in _DROPPED_HEADERS]
-        headers.append((b"authorization", b"Bearer " + self.secret.encode()))
+        headers += [(k.encode(), v.encode()) for k, v in self.extra_headers.items()]
         path = "/" + self.api_path
         inner = {k: scope[k] for k in _SCOPE_KEYS if k in scope}
-        inner.update(path=path, raw_path=path.encode(), headers=headers)
+        inner.update(path=path, raw_path=path.encode(), headers=headers, **self.extra_scope)
         await scope["app"](inner, receive, send)

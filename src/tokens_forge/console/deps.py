@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from starlette.responses import RedirectResponse, Response
 
 from tokens_forge.api.errors import validation_error
-from tokens_forge.console import render
+from tokens_forge.console import directory, render
 from tokens_forge.console.api import ConsoleApi
 from tokens_forge.console.session import CSRF_HEADER, Session, csrf_ok, current
 from tokens_forge.errors import ForgeError
@@ -99,8 +99,14 @@ async def _admin_session(session: Annotated[Session, Depends(_session)]) -> Sess
 
 
 async def _api(request: Request, session: Annotated[Session, Depends(_session)]) -> AsyncIterator[ConsoleApi]:
-    async with ConsoleApi(request.app, session.secret) as api:
+    async with ConsoleApi(request.app, *session.api_credentials(request.app.state)) as api:
         yield api
+
+
+async def page_names(request: Request, account_id: str | None) -> directory.Names:
+    """The names a page shows beside ids: one account's keys and projects (None: all), every route."""
+    async with request.app.state.engine.connect() as conn:
+        return await directory.names(conn, account_id)
 
 
 SessionDep = Annotated[Session, Depends(_session)]

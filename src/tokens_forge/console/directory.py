@@ -1,14 +1,15 @@
-"""The two things the console needs that no API endpoint lists, read-only:
+"""What the console needs that no API endpoint lists, read-only:
 
 - which accounts, projects and keys exist (the admin API gets and changes them one id at a
   time; the console lists them here with the domain's own `*_out` shapes, and takes every
   balance from `GET /admin/v1/accounts/{id}`);
-- spend per UTC day per bucket for the overview chart: the usage records' own statement
-  (`records.queries.USAGE_SQL`, what `GET /v1/usage` pages through), summed by day in the
-  database instead of paging every row to the browser."""
+- the names to show beside ids (keys, projects, routes, accounts): `names`;
+- spend per UTC day per bucket (`daily_spend`): the usage summary's own statement
+  (`records.queries.summary_statement`, what `GET /v1/usage/summary?by=day` answers)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, or_, select, text
@@ -16,10 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tokens_forge.accounts.models import Account, Project
 from tokens_forge.accounts.service import account_out, project_out
+from tokens_forge.console.charts import days_from_summary
 from tokens_forge.keys.models import ApiKey
 from tokens_forge.keys.service import key_out
-from tokens_forge.records.filters import BUCKETS, RecordFilters
-from tokens_forge.records.queries import USAGE_SQL, statement
+from tokens_forge.records.filters import RecordFilters
+from tokens_forge.records.queries import summary_statement
 
 
 async def list_accounts(session: AsyncSession, *, limit: int, offset: int, q: str | None) -> tuple[list[dict], bool]:
@@ -55,12 +57,42 @@ async def daily_spend(conn: AsyncConnection, account_id: str, days: int = 30,
     today = today or datetime.now(UTC).date()
     first = today - timedelta(days=days - 1)
     since = datetime(first.year, first.month, first.day, tzinfo=UTC)
-    usage, params = statement(USAGE_SQL, RecordFilters(account_id, since=since), None, None)
-    rows = (await conn.execute(text(f"""
-        SELECT (u.created_at AT TIME ZONE 'UTC')::date AS day, u.bucket, sum(u.charged_micros) AS micros
-          FROM ({usage.text}) u
-         WHERE u.bucket IS NOT NULL
-         GROUP BY 1, 2"""), params)).all()
-    by_day = {(r.day, r.bucket): int(r.micros) for r in rows}
-    return [{"day": d.isoformat(), **{b: by_day.get((d, b), 0) for b in BUCKETS}}
-            for d in (first + timedelta(days=i) for i in range(days))]
+    stmt, params = summary_statement(RecordFilters(account_id, since=since), "day")
+    rows = [dict(r._mapping) for r in (await conn.execute(stmt, params)).all()]
+    return days_from_summary(rows, today, days)
+
+
+@dataclass(frozen=True)
+class Names:
+    """id -> name of what a page shows (unknown ids show as themselves)."""
+    keys: dict[str, str] = field(default_factory=dict)
+    projects: dict[str, str] = field(default_factory=dict)
+    routes: dict[str, str] = field(default_factory=dict)
+    accounts: dict[str, str] = field(default_factory=dict)
+
+    def of(self, ident: str | None) -> str | None:
+        if not ident:
+            return None
+        for table in (self.keys, self.projects, self.routes, self.accounts):
+            if ident in table:
+                return table[ident]
+        return None
+
+
+_NAMES = text("""
+    SELECT 'key' AS what, id, name FROM api_keys WHERE CAST(:a AS TEXT) IS NULL OR account_id = :a
+    UNION ALL
+    SELECT 'project', id, name FROM projects WHERE CAST(:a AS TEXT) IS NULL OR account_id = :a
+    UNION ALL
+    SELECT 'account', id, name FROM accounts WHERE CAST(:a AS TEXT) IS NULL OR id = :a
+    UNION ALL
+    SELECT 'route', id, coalesce(config_name, model || ' · ' || kind) FROM routes""")
+
+
+async def names(conn: AsyncConnection, account_id: str | None) -> Names:
+    """The names of one account's keys and projects (None: every account's) and of every route."""
+    out = Names()
+    tables = {"key": out.keys, "project": out.projects, "route": out.routes, "account": out.accounts}
+    for r in await conn.execute(_NAMES, {"a": account_id}):
+        tables[r.what][r.id] = r.name
+    return out

@@ -36,6 +36,15 @@ def usd(micros: int | None) -> str:
     return f"{sign}${whole:,}.{frac:06d}"
 
 
+def price(micros: int | None) -> str:
+    """Micros as dollars with the zeros after the cents dropped: 150_000 -> "$0.15", 1_250 -> "$0.00125"."""
+    if micros is None:
+        return "—"
+    text = usd(micros)
+    whole, frac = text.split(".")
+    return f"{whole}.{frac.rstrip('0').ljust(2, '0')}"
+
+
 def grouped(n: int | None) -> str:
     return "—" if n is None else f"{int(n):,}"
 
@@ -61,7 +70,7 @@ def environment() -> Environment:
     env = Environment(loader=PackageLoader("tokens_forge.console", "templates"),
                       autoescape=select_autoescape(default=True), undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(usd=usd, grouped=grouped, when=when)
+    env.filters.update(usd=usd, grouped=grouped, when=when, price=price)
     env.globals.update(percent=percent, version=__version__)
     return env
 

@@ -11,7 +11,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from tokens_forge.console import admin_pages, client_pages, render
+from tokens_forge.console import admin_pages, client_pages, record_pages, render, run_pages
 from tokens_forge.console.api import Forward
 from tokens_forge.console.deps import ConsoleRoute, CsrfRefused, SessionDep, WrongSession
 from tokens_forge.console.session import (
@@ -62,12 +62,12 @@ async def sign_in_submit(request: Request) -> Response:
     if not signin_token_ok(request, form.get("csrf")):
         return _signin_page(request, error="The form expired or did not come from this page; try again.",
                             status_code=403)
-    session = await authenticate(request.app.state, form.get("secret", ""))
-    if session is None:
+    identity = await authenticate(request.app.state, form.get("secret", ""))
+    if identity is None:
         return _signin_page(request, error="That is neither an active API key nor the admin token.",
                             status_code=401)
-    response = RedirectResponse("/console/admin" if session.is_admin else "/console", status_code=303)
-    sign_in(response, request, session.secret)
+    response = RedirectResponse("/console/admin" if identity.kind == "admin" else "/console", status_code=303)
+    await sign_in(response, request, identity)
     return response
 
 
@@ -77,18 +77,18 @@ async def sign_out_submit(request: Request) -> Response:
     if session is not None and not csrf_ok(request, session, (await _form(request)).get("csrf")):
         raise CsrfRefused("sign-out must come from a console page")
     response = RedirectResponse("/console/sign-in", status_code=303)
-    sign_out(response, request)
+    await sign_out(response, request)
     return response
 
 
 @router.api_route("/console/api/{api_path:path}", methods=["GET", "POST", "PATCH"])
-async def api_proxy(api_path: str, session: SessionDep) -> Response:
-    """The pages' scripts call the API here: same origin, the session's secret attached server-side.
-    A key reaches /v1 only, the admin token /admin/v1 only."""
+async def api_proxy(request: Request, api_path: str, session: SessionDep) -> Response:
+    """The pages' scripts call the API here: same origin, as the session's key or admin, attached
+    server-side. A key reaches /v1 only, the admin /admin/v1 only."""
     if not session.may_forward(api_path):
         raise WrongSession(f"this session cannot call /{api_path}")
-    return Forward(api_path, session.secret)
+    return Forward(api_path, *session.api_credentials(request.app.state))
 
 
-router.include_router(client_pages.router)
-router.include_router(admin_pages.router)
+for pages in (client_pages, run_pages, record_pages, admin_pages):
+    router.include_router(pages.router)

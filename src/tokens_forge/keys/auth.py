@@ -71,13 +71,27 @@ class KeyCache:
 
     async def _load(self, digest: str) -> AuthedKey | None:
         row = await self._pg.fetchrow(_SQL, digest)
-        if row is None:
-            return None
-        return AuthedKey(
-            id=row["id"], account_id=row["account_id"], project_id=row["project_id"], name=row["name"],
-            prefix=row["prefix"], min_balance_micros=row["min_balance_micros"],
-            allowed_models=tuple(row["allowed_models"]) if row["allowed_models"] is not None else None,
-            allowed_route_kinds=tuple(row["allowed_route_kinds"]), retry_policy=orjson.loads(row["retry_policy"]),
-            fallback_policy=row["fallback_policy"], daily_limit_micros=row["daily_limit_micros"],
-            total_limit_micros=row["total_limit_micros"], per_request_limit_micros=row["per_request_limit_micros"],
-        )
+        return None if row is None else key_from_row(row)
+
+
+def key_from_row(row) -> AuthedKey:
+    """An `api_keys` row (the columns of `_SQL`) as the key requests run with."""
+    return AuthedKey(
+        id=row["id"], account_id=row["account_id"], project_id=row["project_id"], name=row["name"],
+        prefix=row["prefix"], min_balance_micros=row["min_balance_micros"],
+        allowed_models=tuple(row["allowed_models"]) if row["allowed_models"] is not None else None,
+        allowed_route_kinds=tuple(row["allowed_route_kinds"]), retry_policy=orjson.loads(row["retry_policy"]),
+        fallback_policy=row["fallback_policy"], daily_limit_micros=row["daily_limit_micros"],
+        total_limit_micros=row["total_limit_micros"], per_request_limit_micros=row["per_request_limit_micros"],
+    )
+
+
+# The console calls the API in process as its signed-in key without holding the key's secret: it
+# puts the key it authenticated (from its session) into the ASGI scope under this name. Only code
+# in this process can set a scope entry; no HTTP request can.
+DELEGATED_KEY_SCOPE = "tokens_forge.console.key"
+
+
+def delegated_key(scope: dict) -> AuthedKey | None:
+    key = scope.get(DELEGATED_KEY_SCOPE)
+    return key if isinstance(key, AuthedKey) else None

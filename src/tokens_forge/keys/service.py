@@ -14,6 +14,7 @@ from tokens_forge.errors import Conflict
 from tokens_forge.ids import hash_secret, new_id, new_key_secret, secret_prefix
 from tokens_forge.keys.models import ApiKey
 from tokens_forge.keys.schemas import KeyCreate, KeyUpdate
+from tokens_forge.keys.sessions import revoke_for_key
 
 
 def key_out(k: ApiKey) -> dict:
@@ -89,6 +90,7 @@ async def revoke_key(session: AsyncSession, key_id: str, actor: str) -> ApiKey:
     now = datetime.now(UTC)
     key.status, key.revoked_at, key.updated_at = "revoked", now, now
     await session.flush()
+    await revoke_for_key(session, key.id)
     await record(session, actor=actor, action="key.revoke", target_type="api_key", target_id=key.id,
                  before=before, after=key_out(key))
     return key

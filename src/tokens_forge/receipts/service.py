@@ -1,5 +1,7 @@
 """Receipts as users see them: one per client request, with every attempt and the ids of the
-ledger transfers each attempt wrote. Read from the same rows the ledger verifier checks."""
+ledger transfers each attempt wrote. Read from the same rows the ledger verifier checks: what
+each bucket paid (`charged_by_bucket`) is summed from the ledger's charge transfers
+(`records.charges`), so a request paid from two buckets says so in its header."""
 
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from tokens_forge.errors import NotFound
+from tokens_forge.records.charges import is_charge
+from tokens_forge.records.filters import BUCKETS
 
 
 def _iso(v):
@@ -37,15 +41,20 @@ async def receipts_view(conn: AsyncSession | AsyncConnection, receipt_ids: list[
           JOIN price_snapshots p ON p.id = a.price_snapshot_id
          WHERE a.receipt_id = ANY(:ids) ORDER BY a.receipt_id, a.attempt_no"""), {"ids": ids})).mappings().all()
     transfers = (await conn.execute(text("""
-        SELECT id, receipt_id, attempt_no, kind, amount FROM transfers
-         WHERE receipt_id = ANY(:ids) ORDER BY id"""), {"ids": ids})).mappings().all()
+        SELECT t.id, t.receipt_id, t.attempt_no, t.kind, t.amount, t.bucket, la.kind AS debit_side
+          FROM transfers t JOIN ledger_accounts la ON la.id = t.debit_account_id
+         WHERE t.receipt_id = ANY(:ids) ORDER BY t.id"""), {"ids": ids})).mappings().all()
     by_attempt: dict[tuple[str, int], list[str]] = defaultdict(list)
+    charged: dict[str, dict[str, int]] = defaultdict(dict)
     for t in transfers:
         by_attempt[(t["receipt_id"], t["attempt_no"])].append(f"tr_{t['id']}")
+        if is_charge(t["kind"], t["debit_side"]):
+            per_bucket = charged[t["receipt_id"]]
+            per_bucket[t["bucket"]] = per_bucket.get(t["bucket"], 0) + int(t["amount"])
     attempts_by_receipt: dict[str, list[dict]] = defaultdict(list)
     for a in attempts:
         attempts_by_receipt[a["receipt_id"]].append(attempt_out(a, by_attempt[(a["receipt_id"], a["attempt_no"])]))
-    return [receipt_out(r, attempts_by_receipt[r["id"]]) for r in rows]
+    return [receipt_out(r, attempts_by_receipt[r["id"]], charged[r["id"]]) for r in rows]
 
 
 def attempt_out(a, transfer_ids: list[str]) -> dict:
@@ -61,7 +70,7 @@ def attempt_out(a, transfer_ids: list[str]) -> dict:
     }
 
 
-def receipt_out(r, attempts: list[dict]) -> dict:
+def receipt_out(r, attempts: list[dict], charged_by_bucket: dict[str, int]) -> dict:
     return {
         "id": r["id"], "object": "receipt", "account_id": r["account_id"], "project_id": r["project_id"],
         "key_id": r["key_id"], "run_id": r["run_id"], "model": r["model"], "stream": r["stream"],
@@ -70,6 +79,7 @@ def receipt_out(r, attempts: list[dict]) -> dict:
         "prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"],
         "total_reserved_micros": sum(a["reserved_micros"] for a in attempts),
         "total_charged_micros": r["total_charged_micros"],
+        "charged_by_bucket": {b: charged_by_bucket.get(b, 0) for b in BUCKETS},
         "created_at": _iso(r["created_at"]), "completed_at": _iso(r["completed_at"]),
         "attempts": attempts,
     }

@@ -1,5 +1,5 @@
 """Filters shared by the record lists and their exports (time range, model, route kind, bucket,
-run, status), checked before any query runs."""
+run, status, key), checked before any query runs."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ class RecordFilters:
     bucket: str | None = None
     run_id: str | None = None
     status: str | None = None
+    key_id: str | None = None
 
     def check(self, statuses: tuple[str, ...]) -> RecordFilters:
         check_storable(**{f.name: getattr(self, f.name) for f in fields(self)})
@@ -37,7 +38,8 @@ class RecordFilters:
 
     def params(self) -> dict:
         return {"a": self.account_id, "since": self.since, "until": self.until, "model": self.model,
-                "kind": self.route_kind, "bucket": self.bucket, "run": self.run_id, "status": self.status}
+                "kind": self.route_kind, "bucket": self.bucket, "run": self.run_id, "status": self.status,
+                "key": self.key_id}
 
 
 def check_storable(**values: object) -> None:

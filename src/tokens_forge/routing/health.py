@@ -111,3 +111,15 @@ class RouteHealth:
     def state(self, route_id: str) -> str:
         s = self._stats.get(route_id)
         return s.state if s else "healthy"
+
+
+def health_row(route, stats: RouteStats | None) -> dict:
+    """One route's line of `GET /v1/routes/health` (SPEC §5): state, success rate, latency."""
+    s = stats
+    return {
+        "route_id": route.id, "model": route.model, "kind": route.kind, "state": s.state if s else "healthy",
+        "success_rate": s.success_rate if s else None,
+        "latency_ms": {"p50": s.p50_ms if s else None, "p95": s.p95_ms if s else None},
+        "last_error": s.last_error if s else None, "samples": s.samples if s else 0,
+        "consecutive_failures": s.consecutive_failures if s else 0,
+    }

@@ -6,7 +6,8 @@ Estimates, priced at the first planned route's current price (guard.money):
   guard's true upper bound; output low = one token per choice, high = `max_tokens` (or the
   default the gateway would set). The high cost is exactly the reservation the guard would make.
 - a run (no `messages`): the mode profile's calls × per-call tokens (`max_tokens` caps a call's
-  output). Runtime: the route's observed p50 (low) and p95 (high) latency per call.
+  output). Runtime: the route's observed p50 (low) and p95 (high) call duration, attempt start to
+  end, in runs of the same mode where there are enough (`runs.durations`).
 
 `ok_to_start` says whether what must be reservable to start fits the balance and every cap: the
 low estimate for a run; for one request, the reservation itself (with `max_tokens` the guard
@@ -29,13 +30,12 @@ from tokens_forge.ledger.service import balances
 from tokens_forge.ledger.views import key_spend
 from tokens_forge.pipeline.request import parse_chat_request
 from tokens_forge.routing.cache import RouteInfo
-from tokens_forge.routing.health import RouteStats
 from tokens_forge.routing.selection import plan_routes
+from tokens_forge.runs import durations
 from tokens_forge.runs.profiles import profiles_of
 from tokens_forge.runs.schemas import PreflightRequest
 
 DEFAULT_MODE = "standard"
-DEFAULT_LATENCY_MS = (1_000, 10_000)  # per call (p50, p95) for a route with no recent history
 RECOMMENDED_MARGIN_PERCENT = 20
 NEAR_LIMIT_FRACTION = 0.10
 SCOPES = ("key_daily", "key_total", "key_per_request", "project_daily", "project_total", "run")
@@ -133,16 +133,6 @@ def run_estimate(profile: ModeProfile, mode: str, route: RouteInfo, max_tokens: 
         calls=calls, tokens=Span(inp.low + out.low, inp.high + out.high).times(calls), cost=total,
         must_fit=total.low, per_call_must_fit=_with_flat(per_call.low, route),
         per_call_high=_with_flat(per_call.high, route))
-
-
-def runtime(stats: RouteStats | None, calls: Span, timeout_s: float) -> dict:
-    if stats is not None and stats.p50_ms is not None and stats.p95_ms is not None:
-        p50, p95 = stats.p50_ms, stats.p95_ms
-        basis = f"observed latency over {stats.samples} recent attempts: p50 {p50} ms, p95 {p95} ms per call"
-    else:
-        p50, p95 = min(DEFAULT_LATENCY_MS[0], timeout_s * 1000), min(DEFAULT_LATENCY_MS[1], timeout_s * 1000)
-        basis = f"no recent history: assumed {p50:g}-{p95:g} ms per call"
-    return {"low": round(calls.low * p50 / 1000, 1), "high": round(calls.high * p95 / 1000, 1), "basis": basis}
 
 
 def recommended_balance(high: int) -> int:
@@ -260,17 +250,27 @@ def _route_entry(route: RouteInfo, health: str, first_bucket: str) -> dict:
             "failed_charge_mode": route.failed_charge_mode}
 
 
-CHARGE_MEANING = {"none": "a failed attempt costs nothing",
-                  "input_tokens": "a failed attempt is charged for its input tokens",
-                  "flat": "a failed attempt is charged a flat {flat} micros"}
+CHARGE_MEANING = {"none": "nothing is charged",
+                  "input_tokens": "its input tokens are charged",
+                  "flat": "a flat {flat} micros is charged"}
+# A failed attempt is charged by one of two rules, depending on whether it delivered content.
+DELIVERED_RULE = ("content delivered (a stream cut or cancelled after it sent output): input plus the output "
+                  "tokens actually delivered, at the route's price")
 
 
 def _failure_policy(routes: list[RouteInfo]) -> dict:
     entries = [{"route_id": r.id, "kind": r.kind, "mode": r.failed_charge_mode,
                 "flat_micros": r.failed_charge_flat_micros,
-                "meaning": CHARGE_MEANING[r.failed_charge_mode].format(flat=r.failed_charge_flat_micros)}
+                "nothing_delivered": "an attempt that fails before delivering any content: "
+                                     + CHARGE_MEANING[r.failed_charge_mode].format(flat=r.failed_charge_flat_micros),
+                "content_delivered": DELIVERED_RULE,
+                "meaning": ("nothing delivered: " + CHARGE_MEANING[r.failed_charge_mode].format(
+                    flat=r.failed_charge_flat_micros) + "; " + DELIVERED_RULE)}
                for r in routes]
-    return {"charges_on_failure": any(r.failed_charge_mode != "none" for r in routes), "routes": entries}
+    return {"charges_on_failure": any(r.failed_charge_mode != "none" for r in routes),
+            "rules": {"nothing_delivered": "the route's failed_request_charge (mode below)",
+                      "content_delivered": DELIVERED_RULE},
+            "routes": entries}
 
 
 def _locations(run: RunContext | None, is_run: bool) -> dict[str, Any]:
@@ -312,7 +312,9 @@ async def build(state: Any, conn: AsyncConnection, key: AuthedKey, body: Preflig
         "paying_bucket": route.bucket,
         "estimated_tokens": {"low": est.tokens.low, "high": est.tokens.high, "basis": est.basis},
         "estimated_cost_micros": {"low": est.cost.low, "high": est.cost.high},
-        "estimated_runtime_s": runtime(state.health.stats(route.id), est.calls, route.timeout_s),
+        "estimated_runtime_s": durations.runtime_estimate(
+            await durations.call_duration(conn, route.id, mode if body.messages is None else None),
+            est.calls.low, est.calls.high, route.timeout_s),
         "minimum_recommended_balance_micros": recommended_balance(est.cost.high),
         "balance": {"bucket": route.bucket, "available_micros": available},
         "limits": {scope: lim.as_dict() for scope, lim in limits.items()},

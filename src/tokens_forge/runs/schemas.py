@@ -15,7 +15,8 @@ RoutePreference = Literal["official", "routed", "auto"]
 
 
 class PreflightRequest(Strict):
-    """One request (`messages`, optional `max_tokens`) or a run (`mode`, optional `run_id`)."""
+    """One request (`messages`, optional `max_tokens`) or a run (`mode`, and `run_id` for an existing
+    one or `budget_micros` for one about to be created)."""
 
     model: Name
     messages: list[dict[str, Any]] | None = Field(default=None, min_length=1, max_length=100_000)
@@ -23,6 +24,7 @@ class PreflightRequest(Strict):
     mode: Mode | None = None
     run_id: str | None = Field(default=None, min_length=1, max_length=64)
     route_preference: RoutePreference | None = None
+    budget_micros: Micros | None = None
 
     @field_validator("messages")
     @classmethod

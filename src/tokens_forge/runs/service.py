@@ -22,7 +22,10 @@ from tokens_forge.ids import new_id
 from tokens_forge.keys.auth import AuthedKey
 from tokens_forge.ledger import views
 from tokens_forge.receipts.service import receipts_view
+from tokens_forge.records.charges import CHARGE_TRANSFERS
+from tokens_forge.records.filters import BUCKETS
 from tokens_forge.runs import preflight as panel
+from tokens_forge.runs.activity import run_activity
 from tokens_forge.runs.schemas import PreflightRequest, RunCreate
 
 REFUSALS = {
@@ -63,7 +66,7 @@ _RUNS = """
     SELECT r.*, coalesce(sc.posted_micros, 0) AS spent_micros, coalesce(sc.pending_micros, 0) AS held_micros
       FROM runs r
       LEFT JOIN spend_counters sc ON sc.scope = 'run' AND sc.owner_id = r.id AND sc.period = 'total'
-     WHERE r.account_id = :a"""
+     WHERE (CAST(:a AS TEXT) IS NULL OR r.account_id = :a)"""
 
 
 def _iso(v: datetime | None) -> str | None:
@@ -75,13 +78,14 @@ def run_out(r: Any) -> dict:
         "id": r.id, "object": "run", "name": r.name, "model": r.model, "mode": r.mode, "status": r.status,
         "budget_micros": r.budget_micros, "spent_micros": int(r.spent_micros), "held_micros": int(r.held_micros),
         "remaining_micros": max(r.budget_micros - int(r.spent_micros) - int(r.held_micros), 0),
-        "route_preference": r.route_preference, "key_id": r.key_id, "project_id": r.project_id,
+        "route_preference": r.route_preference, "account_id": r.account_id, "key_id": r.key_id,
+        "project_id": r.project_id,
         "created_at": _iso(r.created_at), "updated_at": _iso(r.updated_at),
         "last_activity_at": _iso(r.last_activity_at),
     }
 
 
-async def _row(conn: AsyncConnection, run_id: str, account_id: str, param: str = "run_id") -> Any:
+async def _row(conn: AsyncConnection, run_id: str, account_id: str | None, param: str = "run_id") -> Any:
     row = (await conn.execute(text(_RUNS + " AND r.id = :r"), {"a": account_id, "r": run_id})).one_or_none()
     if row is None:
         raise NotFound(f"run {run_id!r} does not exist", param=param)
@@ -115,22 +119,27 @@ async def _partial_failures(conn: AsyncConnection, run_id: str, recent: int = 50
     }
 
 
-async def get_run(conn: AsyncConnection, run_id: str, account_id: str) -> dict:
+async def get_run(conn: AsyncConnection, run_id: str, account_id: str | None) -> dict:
     """A run with its money (spent = posted, held = pending reservations), request counts by
-    outcome, failed attempts, and the preflight it was created with."""
+    outcome, failed attempts, its intensity (tokens, per-minute tokens and spend, the projected
+    spend), and the preflight it was created with. `account_id` None: any account (admin)."""
     row = await _row(conn, run_id, account_id)
     return {**run_out(row), "requests": await _request_counts(conn, run_id),
-            "partial_failures": await _partial_failures(conn, run_id), "preflight": row.preflight}
+            "partial_failures": await _partial_failures(conn, run_id),
+            "activity": await run_activity(conn, row), "preflight": row.preflight}
 
 
-async def list_runs(conn: AsyncConnection, account_id: str, limit: int,
-                    before: tuple[datetime, str] | None) -> tuple[list[dict], tuple[str, str] | None]:
-    """Newest first, keyset-paged on (created_at, id); returns the page and the next cursor values."""
+async def list_runs(conn: AsyncConnection, account_id: str | None, limit: int,
+                    before: tuple[datetime, str] | None, status: str | None = None
+                    ) -> tuple[list[dict], tuple[str, str] | None]:
+    """Newest first, keyset-paged on (created_at, id); returns the page and the next cursor values.
+    `account_id` None: every account's runs (admin)."""
     rows = (await conn.execute(text(_RUNS + """
+           AND (CAST(:status AS TEXT) IS NULL OR r.status = :status)
            AND (CAST(:c_at AS TIMESTAMPTZ) IS NULL OR (r.created_at, r.id) < (:c_at, :c_id))
          ORDER BY r.created_at DESC, r.id DESC LIMIT :n"""),
-        {"a": account_id, "c_at": before[0] if before else None, "c_id": before[1] if before else "",
-         "n": limit + 1})).all()
+        {"a": account_id, "status": status, "c_at": before[0] if before else None,
+         "c_id": before[1] if before else "", "n": limit + 1})).all()
     more = len(rows) > limit
     rows = rows[:limit]
     return [run_out(r) for r in rows], ((rows[-1].created_at.isoformat(), rows[-1].id) if more else None)
@@ -146,14 +155,27 @@ async def run_context(conn: AsyncConnection, run_id: str, account_id: str) -> pa
 
 
 async def preflight(state: Any, conn: AsyncConnection, key: AuthedKey, body: PreflightRequest) -> dict:
-    run = await run_context(conn, body.run_id, key.account_id) if body.run_id else None
+    """The panel for one request, an existing run (`run_id`), or a run about to be created
+    (`budget_micros`: the panel that `create_run` will store, its budget as the run cap)."""
+    if body.run_id:
+        run = await run_context(conn, body.run_id, key.account_id)
+    elif body.budget_micros is not None:
+        run = prospective_run(body.mode or panel.DEFAULT_MODE, body.route_preference or "auto", body.budget_micros,
+                              run_id="{run_id}")
+        body = body.model_copy(update={"mode": run.mode, "route_preference": run.route_preference})
+    else:
+        run = None
     return await panel.build(state, conn, key, body, run)
+
+
+def prospective_run(mode: str, route_preference: str, budget_micros: int, run_id: str) -> panel.RunContext:
+    return panel.RunContext(id=run_id, mode=mode, route_preference=route_preference, status="ready",
+                            budget_micros=budget_micros, posted_micros=0, pending_micros=0)
 
 
 async def create_run(state: Any, conn: AsyncConnection, key: AuthedKey, body: RunCreate) -> dict:
     """Run the preflight for the new run (its budget as the run cap) and store it with the run."""
-    run = panel.RunContext(id=new_id("run"), mode=body.mode, route_preference=body.route_preference,
-                           status="ready", budget_micros=body.budget_micros, posted_micros=0, pending_micros=0)
+    run = prospective_run(body.mode, body.route_preference, body.budget_micros, run_id=new_id("run"))
     shown = await panel.build(state, conn, key, PreflightRequest(
         model=body.model, mode=body.mode, route_preference=body.route_preference), run)
     await conn.execute(text("""
@@ -185,14 +207,14 @@ TRANSITIONS: dict[str, tuple[tuple[str, ...], str, str]] = {
 STATE_CODES = {"paused": "run_paused", "cancelled": "run_cancelled", "finished": "run_finished"}
 
 
-async def control(conn: AsyncConnection, run_id: str, account_id: str, action: str) -> dict:
+async def control(conn: AsyncConnection, run_id: str, account_id: str | None, action: str) -> dict:
     """Move the run to the action's state, or 409 naming the state it is in. On cancel, every
     worker is told in the same transaction (NOTIFY is delivered at commit, so no worker can see
     the message before the status it refers to is visible)."""
     allowed, new_status, done = TRANSITIONS[action]
     moved = (await conn.execute(text(f"""
         UPDATE runs SET status = {new_status}, updated_at = now()
-         WHERE id = :r AND account_id = :a AND status = ANY(:allowed)
+         WHERE id = :r AND (CAST(:a AS TEXT) IS NULL OR account_id = :a) AND status = ANY(:allowed)
         RETURNING id"""), {"r": run_id, "a": account_id, "allowed": list(allowed)})).scalar_one_or_none()
     if moved is None:
         current = (await _row(conn, run_id, account_id)).status
@@ -208,14 +230,19 @@ async def control(conn: AsyncConnection, run_id: str, account_id: str, action: s
 FAILURE_OUTCOMES = ("timeout", "connect_error", "upstream_error")
 
 
-def _totals(requests: list[dict]) -> dict:
-    """Charges per bucket, from the attempts (a fallback may pay from both buckets in one request)."""
-    by_bucket = {b: {"charged_micros": 0, "failed_request_charges_micros": 0, "cancelled_charges_micros": 0,
-                     "prompt_tokens": 0, "completion_tokens": 0, "attempts": 0} for b in ("credit", "routed")}
+def _totals(requests: list[dict], ledger: dict[str, int]) -> dict:
+    """Per bucket: what the ledger charged (`ledger`, from its charge transfers), and what the
+    receipts' attempts say, which must agree (a fallback may pay from both buckets in one request)."""
+    by_bucket = {b: {"charged_micros": ledger.get(b, 0), "attempts_charged_micros": 0,
+                     "receipts_charged_micros": 0, "failed_request_charges_micros": 0,
+                     "cancelled_charges_micros": 0, "prompt_tokens": 0, "completion_tokens": 0, "attempts": 0}
+                 for b in BUCKETS}
     for req in requests:
+        for b, amount in req["charged_by_bucket"].items():
+            by_bucket[b]["receipts_charged_micros"] += amount
         for a in req["attempts"]:
             t = by_bucket[a["bucket"]]
-            t["charged_micros"] += a["charged_micros"]
+            t["attempts_charged_micros"] += a["charged_micros"]
             t["prompt_tokens"] += a["prompt_tokens"]
             t["completion_tokens"] += a["completion_tokens"]
             t["attempts"] += 1
@@ -223,9 +250,21 @@ def _totals(requests: list[dict]) -> dict:
                 t["failed_request_charges_micros"] += a["charged_micros"]
             elif a["outcome"] == "cancelled":
                 t["cancelled_charges_micros"] += a["charged_micros"]
-    return {"charged_micros": sum(t["charged_micros"] for t in by_bucket.values()),
+    charged = sum(t["charged_micros"] for t in by_bucket.values())
+    agree = all(t["charged_micros"] == t["attempts_charged_micros"] == t["receipts_charged_micros"]
+                for t in by_bucket.values())
+    return {"charged_micros": charged, "ledger_charged_micros": charged,
+            "receipts_charged_micros": sum(r["total_charged_micros"] for r in requests),
             "failed_request_charges_micros": sum(t["failed_request_charges_micros"] for t in by_bucket.values()),
+            "matches_ledger": agree and charged == sum(r["total_charged_micros"] for r in requests),
             "by_bucket": by_bucket}
+
+
+async def _ledger_charges(conn: AsyncConnection, run_id: str, account_id: str) -> dict[str, int]:
+    rows = (await conn.execute(text(f"""
+        SELECT c.bucket, sum(c.amount) AS micros FROM ({CHARGE_TRANSFERS}) c
+         WHERE c.account_id = :a AND c.run_id = :r GROUP BY c.bucket"""), {"a": account_id, "r": run_id})).all()
+    return {r.bucket: int(r.micros) for r in rows}
 
 
 def _failure_charges(requests: list[dict]) -> list[dict]:
@@ -237,23 +276,19 @@ def _failure_charges(requests: list[dict]) -> list[dict]:
 
 
 async def run_receipt(conn: AsyncConnection, run_id: str, account_id: str) -> dict:
-    """Every request of the run with its attempts, totals per bucket, failed-request charges, and
-    the run's wallet-ledger entries, with a check that receipts and ledger agree to the micro."""
+    """Every request of the run with its attempts, totals per bucket (from the ledger's charge
+    transfers), failed-request charges, and the run's ledger entries (one per transfer, holds
+    included), with a check that receipts, attempts and ledger agree per bucket to the micro."""
     row = await _row(conn, run_id, account_id)
     ids = list((await conn.execute(text("SELECT id FROM receipts WHERE run_id = :r AND account_id = :a"),
                                    {"r": run_id, "a": account_id})).scalars())
     requests = await receipts_view(conn, ids, account_id) if ids else []
     stmt, params = views.entries_statement(account_id, receipt_id=None, run_id=run_id, bucket=None, before=None,
-                                           limit=None)
-    entries = [views.entry_out(e) for e in reversed((await conn.execute(stmt, params)).all())]
-    # what the ledger took from the customer: settle and failure_charge transfers out of a hold
-    posted = -sum(e["amount_micros"] for e in entries
-                  if e["account"] == "hold" and e["kind"] in ("settle", "failure_charge"))
-    totals = _totals(requests)
+                                           limit=None, include_holds=True)
+    entries = [views.entry_out(e, True) for e in reversed((await conn.execute(stmt, params)).all())]
     return {
         "object": "run.receipt", "run": {**run_out(row), "requests": await _request_counts(conn, run_id)},
-        "requests": requests, "totals": {**totals, "ledger_charged_micros": posted,
-                                         "matches_ledger": posted == totals["charged_micros"]},
+        "requests": requests, "totals": _totals(requests, await _ledger_charges(conn, run_id, account_id)),
         "failed_request_charges": _failure_charges(requests),
         "ledger": {"location": f"/v1/wallet/ledger?run_id={run_id}", "entries": entries},
     }

@@ -2,9 +2,9 @@
 
 from fastapi import APIRouter, Depends
 
-from tokens_forge.api.admin import accounts, keys, records, routes
+from tokens_forge.api.admin import accounts, health, keys, records, routes, runs
 from tokens_forge.api.deps import require_admin
 
 router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin)])
-for module in (accounts, keys, routes, records):
+for module in (accounts, keys, routes, records, runs, health):
     router.include_router(module.router)

@@ -9,7 +9,7 @@ from tokens_forge.api.paging import (
     decode_cursor,
     page_of,
 )
-from tokens_forge.api.records import FormatQ, SinceQ, UntilQ, list_or_export
+from tokens_forge.api.records import FormatQ, SinceQ, UntilQ, list_or_export, summary
 from tokens_forge.audit.service import list_entries
 from tokens_forge.ledger.verify import verify
 from tokens_forge.receipts.service import get_receipt
@@ -50,8 +50,20 @@ async def admin_receipt(receipt_id: str, session: SessionDep) -> dict:
 async def admin_usage(request: Request, limit: LimitQ = 50, cursor: CursorQ = None, account_id: str | None = None,
                       since: SinceQ = None, until: UntilQ = None, model: str | None = None,
                       route_kind: str | None = None, bucket: str | None = None, run_id: str | None = None,
-                      status: str | None = None, format: FormatQ = None) -> dict | Response:
-    """Usage across accounts (filter with `account_id`); `?format=csv|jsonl` streams every row."""
-    filters = RecordFilters(account_id, since, until, model, route_kind, bucket, run_id, status)
+                      status: str | None = None, key_id: str | None = None,
+                      format: FormatQ = None) -> dict | Response:
+    """Usage across accounts (filter with `account_id`), one row per receipt and paying bucket;
+    `?format=csv|jsonl` streams every row."""
+    filters = RecordFilters(account_id, since, until, model, route_kind, bucket, run_id, status, key_id)
     return await list_or_export(request, USAGE_SQL, USAGE_COLUMNS, filters.check(USAGE_STATUSES), limit=limit,
                                 cursor=cursor, fmt=format, name="usage")
+
+
+@router.get("/usage/summary")
+async def admin_usage_summary(request: Request, by: str = "key", account_id: str | None = None,
+                              since: SinceQ = None, until: UntilQ = None, model: str | None = None,
+                              bucket: str | None = None, key_id: str | None = None) -> dict:
+    """Usage summed per `by` (`day`, `key`, `model`, `project`, `bucket`) and bucket, across accounts
+    or for `account_id`: requests, tokens, and what the ledger charged."""
+    filters = RecordFilters(account_id, since, until, model, None, bucket, None, None, key_id)
+    return await summary(request, filters.check(USAGE_STATUSES), by)

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from tokens_forge.api.deps import bearer
 from tokens_forge.api.errors import as_forge_error, render
 from tokens_forge.api.openai.chat import complete_chat
+from tokens_forge.keys.auth import delegated_key
 
 PATH = "/v1/chat/completions"
 
@@ -27,7 +28,7 @@ class ChatFastPath:
         scope["app"] = self.owner
         request = Request(scope, receive)
         try:
-            key = await self.owner.state.keys.authenticate(bearer(request))
+            key = delegated_key(scope) or await self.owner.state.keys.authenticate(bearer(request))
             response = await complete_chat(request, key)
         except Exception as exc:
             err = as_forge_error(exc)

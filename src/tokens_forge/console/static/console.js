@@ -200,7 +200,22 @@ const Console = (() => {
     if (button && !button.disabled) runAction(button);
   });
 
+  /* Each cell learns its column's header (data-label), which the phone layout shows beside it. */
+  function labelTables(root) {
+    for (const table of root.querySelectorAll("table:not(.stack)")) {
+      const heads = [...table.querySelectorAll(":scope > thead > tr > th")].map(th => th.textContent.trim());
+      if (!heads.length) continue;
+      for (const row of table.querySelectorAll(":scope > tbody > tr")) {
+        [...row.children].forEach((cell, i) => { if (heads[i] && !cell.dataset.label) cell.dataset.label = heads[i]; });
+      }
+      table.classList.add("stack");
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    labelTables(document);
+    // fragments (the run's live part, the receipt, the preflight) arrive later
+    new MutationObserver(() => labelTables(document)).observe(document.body, {childList: true, subtree: true});
     let message = null;
     try { message = sessionStorage.getItem("tf-console-flash"); sessionStorage.removeItem("tf-console-flash"); }
     catch (e) { message = null; }
@@ -208,5 +223,5 @@ const Console = (() => {
     if (message && box) { box.textContent = message; box.hidden = false; }
   });
 
-  return {api, fragment, usd, serialize, fill, show, ApiError, csrf};
+  return {api, fragment, usd, serialize, fill, show, ApiError, csrf, labelTables};
 })();
