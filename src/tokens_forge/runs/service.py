@@ -92,6 +92,12 @@ async def _row(conn: AsyncConnection, run_id: str, account_id: str | None, param
     return row
 
 
+async def _counts(conn: AsyncConnection, run_id: str) -> dict:
+    """SPEC's counts: `requests` by status (with the total), `rejected_requests`, `failed_requests`."""
+    counts = await _request_counts(conn, run_id)
+    return {"requests": counts, "rejected_requests": counts["rejected"], "failed_requests": counts["failed"]}
+
+
 async def _request_counts(conn: AsyncConnection, run_id: str) -> dict[str, int]:
     rows = (await conn.execute(text("SELECT status, count(*) AS n FROM receipts WHERE run_id = :r GROUP BY status"),
                                {"r": run_id})).all()
@@ -124,7 +130,7 @@ async def get_run(conn: AsyncConnection, run_id: str, account_id: str | None) ->
     outcome, failed attempts, its intensity (tokens, per-minute tokens and spend, the projected
     spend), and the preflight it was created with. `account_id` None: any account (admin)."""
     row = await _row(conn, run_id, account_id)
-    return {**run_out(row), "requests": await _request_counts(conn, run_id),
+    return {**run_out(row), **await _counts(conn, run_id),
             "partial_failures": await _partial_failures(conn, run_id),
             "activity": await run_activity(conn, row), "preflight": row.preflight}
 
@@ -287,7 +293,7 @@ async def run_receipt(conn: AsyncConnection, run_id: str, account_id: str) -> di
                                            limit=None, include_holds=True)
     entries = [views.entry_out(e, True) for e in reversed((await conn.execute(stmt, params)).all())]
     return {
-        "object": "run.receipt", "run": {**run_out(row), "requests": await _request_counts(conn, run_id)},
+        "object": "run.receipt", "run": {**run_out(row), **await _counts(conn, run_id)},
         "requests": requests, "totals": _totals(requests, await _ledger_charges(conn, run_id, account_id)),
         "failed_request_charges": _failure_charges(requests),
         "ledger": {"location": f"/v1/wallet/ledger?run_id={run_id}", "entries": entries},

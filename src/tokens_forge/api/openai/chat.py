@@ -5,6 +5,7 @@ from tokens_forge.errors import InvalidRequest, RequestTooLarge
 from tokens_forge.keys.auth import AuthedKey
 from tokens_forge.pipeline.chat import handle_chat
 from tokens_forge.pipeline.request import parse_chat_request
+from tokens_forge.receipts import refusals
 from tokens_forge.routing.selection import PREFERENCES
 
 router = APIRouter(tags=["openai"])
@@ -41,7 +42,11 @@ async def chat_completions(request: Request, key: ApiKeyDep) -> Response:
 
 async def complete_chat(request: Request, key: AuthedKey) -> Response:
     state = request.app.state
-    raw = await read_body(request, state.settings.max_body_bytes)
+    try:
+        raw = await read_body(request, state.settings.max_body_bytes)
+    except RequestTooLarge as err:  # a valid key's refusal: it gets a receipt
+        await refusals.record_refusal(state.pg, key, err, model=None, run_id=None)
+        raise
     req = parse_chat_request(raw)
     preference = (_header(request, "x-tf-route-preference") or "auto").lower()
     if preference not in PREFERENCES:
