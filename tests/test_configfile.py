@@ -139,6 +139,22 @@ async def test_kind_of_an_existing_route_cannot_change(app, admin, tmp_path, nam
     assert await routes_of(admin, model) == before
 
 
+async def test_apis_and_output_cap_param(app, admin, tmp_path, names):
+    model, name = names
+    text = config_text(model, name)
+    await apply(app, write(tmp_path, text))
+    assert {r["apis"][0] for r in (await routes_of(admin, model)).values()} == {"chat_completions"}
+    extra = "        apis: [responses, chat_completions]\n        output_cap_param: max_tokens\n"
+    changed = text.replace("        priority: 1\n", "        priority: 1\n" + extra)
+    assert await apply(app, write(tmp_path, changed)) == [
+        f"updated route {name}-official ({(await routes_of(admin, model))['official']['id']})"]
+    routes = await routes_of(admin, model)
+    assert (routes["official"]["apis"], routes["official"]["output_cap_param"]) == (
+        ["chat_completions", "responses"], "max_tokens")
+    assert (routes["routed"]["apis"], routes["routed"]["output_cap_param"]) == (
+        ["chat_completions"], "max_completion_tokens")
+
+
 def line_of(text: str, needle: str) -> int:
     return next(i for i, line in enumerate(text.splitlines(), 1) if needle in line)
 
@@ -150,6 +166,9 @@ def line_of(text: str, needle: str) -> int:
     ("output_per_mtok: 2000000}", "output_per_mtok: -1}", "output_per_mtok"),
     ("        upstream_model: ok\n", "        upstream_model: [ok]\n", "upstream_model"),
     ("      quick:", "      turbo:", "turbo"),
+    ("        priority: 2\n", "        priority: 2\n        apis: [completions]\n", "apis"),
+    ("        priority: 2\n", "        priority: 2\n        apis: []\n", "apis"),
+    ("        priority: 2\n", "        priority: 2\n        output_cap_param: max_output_tokens\n", "output_cap_param"),
 ])
 def test_malformed_config_names_line_and_field(tmp_path, names, old, new, field):
     good = config_text(*names)

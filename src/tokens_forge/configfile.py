@@ -10,13 +10,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tokens_forge.routing import service as routes
 from tokens_forge.routing.models import Route
-from tokens_forge.routing.schemas import FailedRequestCharge, MediaBoundsIn, PriceIn, RouteCreate, RouteUpdate
+from tokens_forge.routing.schemas import (
+    Api,
+    FailedRequestCharge,
+    MediaBoundsIn,
+    OutputCapParam,
+    PriceIn,
+    RouteCreate,
+    RouteUpdate,
+    canonical_apis,
+)
 from tokens_forge.schemas import Name, Strict
 
 ACTOR = "config"
@@ -55,6 +64,10 @@ class ConfigRoute(Strict):
     priority: int = 100
     enabled: bool = True
     media_bounds: MediaBoundsIn = MediaBoundsIn()
+    apis: list[Api] = Field(default_factory=lambda: ["chat_completions"], max_length=3)
+    output_cap_param: OutputCapParam = "max_completion_tokens"
+
+    _canonical_apis = field_validator("apis")(canonical_apis)
 
 
 class ConfigModel(Strict):
@@ -107,7 +120,8 @@ def _route_create(model: str, r: ConfigRoute) -> RouteCreate:
     return RouteCreate(model=model, kind=r.kind, base_url=r.base_url, upstream_model=r.upstream_model,
                        upstream_api_key_env=r.upstream_api_key_env, price=r.price,
                        failed_request_charge=r.failed_request_charge, timeout_s=r.timeout_s,
-                       priority=r.priority, enabled=r.enabled, media_bounds=r.media_bounds)
+                       priority=r.priority, enabled=r.enabled, media_bounds=r.media_bounds, apis=r.apis,
+                       output_cap_param=r.output_cap_param)
 
 
 async def apply_config(session: AsyncSession, cfg: ConfigFile) -> list[str]:

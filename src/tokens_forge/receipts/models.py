@@ -15,6 +15,7 @@ class Receipt(Base):
     key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"))
     run_id: Mapped[str | None]
     model: Mapped[str]
+    endpoint: Mapped[str] = mapped_column(default="chat_completions")
     stream: Mapped[bool] = mapped_column(default=False)
     status: Mapped[str] = mapped_column(default="pending")
     reason: Mapped[str | None]

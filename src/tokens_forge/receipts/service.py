@@ -73,7 +73,8 @@ def attempt_out(a, transfer_ids: list[str]) -> dict:
 def receipt_out(r, attempts: list[dict], charged_by_bucket: dict[str, int]) -> dict:
     return {
         "id": r["id"], "object": "receipt", "account_id": r["account_id"], "project_id": r["project_id"],
-        "key_id": r["key_id"], "run_id": r["run_id"], "model": r["model"], "stream": r["stream"],
+        "key_id": r["key_id"], "run_id": r["run_id"], "model": r["model"], "endpoint": r["endpoint"],
+        "stream": r["stream"],
         "status": r["status"], "reason": r["reason"], "error_code": r["error_code"],
         "usage_estimated": r["usage_estimated"], "route_kind": r["route_kind"], "bucket": r["bucket"],
         "prompt_tokens": r["prompt_tokens"], "completion_tokens": r["completion_tokens"],

@@ -28,6 +28,11 @@ class RouteInfo:
     timeout_s: float
     priority: int
     media: MediaBounds = field(default_factory=MediaBounds)
+    apis: tuple[str, ...] = ("chat_completions",)    # the upstream APIs it speaks
+    output_cap_param: str = "max_completion_tokens"  # the field of a cap the gateway sets itself
+
+    def speaks(self, api: str) -> bool:
+        return api in self.apis
 
     @property
     def bucket(self) -> str:
@@ -46,6 +51,7 @@ _SQL = """
     SELECT r.id, r.model, r.kind, r.base_url, r.upstream_model, r.upstream_api_key, r.upstream_api_key_env,
            r.failed_charge_mode, r.failed_charge_flat_micros, r.timeout_s, r.priority,
            r.image_low_tokens, r.image_high_tokens, r.file_tokens,
+           r.apis, r.output_cap_param,
            p.id AS snapshot_id, p.input_per_mtok, p.output_per_mtok
       FROM routes r JOIN price_snapshots p ON p.id = r.price_snapshot_id
      WHERE r.enabled AND ($1::text IS NULL OR r.model = $1)
@@ -61,7 +67,8 @@ def _info(row) -> RouteInfo:
                      failed_charge_mode=row["failed_charge_mode"],
                      failed_charge_flat_micros=row["failed_charge_flat_micros"], timeout_s=row["timeout_s"],
                      priority=row["priority"],
-                     media=MediaBounds(row["image_low_tokens"], row["image_high_tokens"], row["file_tokens"]))
+                     media=MediaBounds(row["image_low_tokens"], row["image_high_tokens"], row["file_tokens"]),
+                     apis=tuple(row["apis"]), output_cap_param=row["output_cap_param"])
 
 
 class RouteCache:

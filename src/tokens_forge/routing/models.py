@@ -1,6 +1,7 @@
 from datetime import datetime
 
 from sqlalchemy import BigInteger, ForeignKey, String, func
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tokens_forge.db.base import Base
@@ -25,6 +26,8 @@ class Route(Base):
     image_low_tokens: Mapped[int] = mapped_column(BigInteger, default=2833)
     image_high_tokens: Mapped[int] = mapped_column(BigInteger, default=48169)
     file_tokens: Mapped[int | None] = mapped_column(BigInteger)
+    apis: Mapped[list[str]] = mapped_column(ARRAY(String), default=lambda: ["chat_completions"])
+    output_cap_param: Mapped[str] = mapped_column(default="max_completion_tokens")
     config_name: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now())

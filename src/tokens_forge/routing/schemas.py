@@ -7,6 +7,18 @@ from tokens_forge.schemas import Micros, Name, Strict
 
 RouteKind = Literal["official", "routed"]
 BUCKET_OF = {"official": "credit", "routed": "routed"}
+API_NAMES = ("chat_completions", "responses", "embeddings")  # also the stored order (migration 0007)
+Api = Literal["chat_completions", "responses", "embeddings"]
+OutputCapParam = Literal["max_completion_tokens", "max_tokens"]
+
+
+def canonical_apis(apis: list[str] | None) -> list[str] | None:
+    """A non-empty set of upstream APIs, without duplicates, in the stored order."""
+    if apis is None:
+        return None
+    if not apis:
+        raise ValueError("must name at least one of chat_completions, responses, embeddings")
+    return [a for a in API_NAMES if a in apis]
 
 
 class PriceIn(Strict):
@@ -41,6 +53,10 @@ class RouteCreate(Strict):
     priority: int = Field(default=100, ge=-1_000_000, le=1_000_000)
     enabled: bool = True
     media_bounds: MediaBoundsIn = MediaBoundsIn()
+    apis: list[Api] = Field(default_factory=lambda: ["chat_completions"], max_length=3)
+    output_cap_param: OutputCapParam = "max_completion_tokens"
+
+    _canonical_apis = field_validator("apis")(canonical_apis)
 
     @field_validator("base_url")
     @classmethod
@@ -63,5 +79,8 @@ class RouteUpdate(Strict):
     priority: int | None = Field(default=None, ge=-1_000_000, le=1_000_000)
     enabled: bool | None = None
     media_bounds: MediaBoundsIn | None = None
+    apis: list[Api] | None = Field(default=None, max_length=3)
+    output_cap_param: OutputCapParam | None = None
 
+    _canonical_apis = field_validator("apis")(canonical_apis)
     _check_url = field_validator("base_url")(RouteCreate._http_url.__func__)  # type: ignore[attr-defined]

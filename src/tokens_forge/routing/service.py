@@ -26,6 +26,7 @@ def route_out(r: Route, price: PriceSnapshot | None) -> dict:
         "timeout_s": r.timeout_s, "priority": r.priority, "enabled": r.enabled,
         "media_bounds": {"image_low_tokens": r.image_low_tokens, "image_high_tokens": r.image_high_tokens,
                          "file_tokens": r.file_tokens},
+        "apis": list(r.apis), "output_cap_param": r.output_cap_param,
         "created_at": r.created_at.isoformat(), "updated_at": r.updated_at.isoformat(),
     }
 
@@ -67,6 +68,7 @@ async def create_route(session: AsyncSession, body: RouteCreate, actor: str, con
         timeout_s=body.timeout_s, priority=body.priority, enabled=body.enabled, config_name=config_name,
         image_low_tokens=body.media_bounds.image_low_tokens, image_high_tokens=body.media_bounds.image_high_tokens,
         file_tokens=body.media_bounds.file_tokens,
+        apis=list(body.apis), output_cap_param=body.output_cap_param,
     )
     session.add(route)
     await session.flush()
@@ -84,7 +86,7 @@ async def update_route(session: AsyncSession, route_id: str, body: RouteUpdate, 
     before = route_out(route, old_price)
     old_key = route.upstream_api_key
     sent = body.model_fields_set
-    for field in ("base_url", "upstream_model", "timeout_s", "priority", "enabled"):
+    for field in ("base_url", "upstream_model", "timeout_s", "priority", "enabled", "apis", "output_cap_param"):
         if field in sent and getattr(body, field) is not None:
             setattr(route, field, getattr(body, field))
     if "upstream_api_key" in sent:
