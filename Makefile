@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint bench contract clean
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test test-fast lint bench contract clean agent agent-sdk
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +15,14 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 run: $(BIN)/.installed
-	$(BIN)/tokens-forge demo
+	$(BIN)/tokens-forge demo --host $(HOST) --port $(PORT)
+
+# The examples against `make run` (same HOST and PORT): make agent ARGS="--api-key tf-…"
+agent: $(BIN)/.installed
+	$(BIN)/python examples/agent_report.py --base-url http://$(HOST):$(PORT)/v1 $(ARGS)
+
+agent-sdk: $(BIN)/.installed
+	$(BIN)/python examples/agent_sdk.py --base-url http://$(HOST):$(PORT)/v1 $(ARGS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests bench examples

@@ -8,9 +8,14 @@ It shows the gateway's run workflow end to end:
 4. finish the run and print where its receipt is. Ctrl-C cancels the run instead
    (POST /v1/runs/{id}/cancel): the gateway aborts the call in flight and charges only what was used.
 
-Try it against `tokens-forge demo` (no network needed):
+Try it against the demo (no network needed): `make run` in one shell (it creates .venv and prints
+a key), then in another, from the repository root, with the project's Python:
 
-    python examples/agent_report.py --base-url http://127.0.0.1:8000/v1 --api-key tf-… --model demo-mini
+    .venv/bin/python examples/agent_report.py --api-key tf-… --model demo-mini
+    make agent ARGS="--api-key tf-…"                         # the same
+
+A refusal (no money left, a spent budget, a paused run) is told in plain words, with the
+gateway's advice and the receipt id. Its twin on OpenAI's Agents SDK is examples/agent_sdk.py.
 
 Options fall back to the environment: TF_BASE_URL, TF_API_KEY, TF_MODEL, TF_MODE, TF_BUDGET_MICROS.
 """
@@ -20,12 +25,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from dataclasses import dataclass, field
 
-import httpx
+from forge_client import (  # first: it checks the packages
+    Gateway,
+    Refused,
+    console,
+    explain,
+    print_receipt,
+    usd,
+)
 from openai import APIStatusError, OpenAI
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.prompt import Confirm
@@ -35,42 +46,6 @@ SECTIONS = 3  # outline, 3 sections, summary: 5 calls, a `standard` run
 MAX_TOKENS = {"quick": 200, "standard": 400, "deep": 800}
 STATE_STYLE = {"ready": "cyan", "running": "green", "paused": "yellow", "cancelled": "red",
                "finished": "bold green", "budget_exhausted": "red"}
-console = Console()
-
-
-def usd(micros: int | None) -> str:
-    return "—" if micros is None else f"${micros / 1_000_000:,.6f} ({micros:,} µ$)"
-
-
-# -- the gateway's own endpoints (preflight and runs) ------------------------------------------
-
-class Gateway:
-    def __init__(self, base_url: str, api_key: str):
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), timeout=30,
-                                 headers={"Authorization": f"Bearer {api_key}"})
-
-    def call(self, method: str, path: str, **kw) -> dict:
-        r = self.http.request(method, path, **kw)
-        if r.status_code >= 400:
-            err = r.json().get("error", {}) if "json" in r.headers.get("content-type", "") else {}
-            raise SystemExit(f"{method} {path}: HTTP {r.status_code} {err.get('code', '')}: "
-                             f"{err.get('message', r.text[:300])}")
-        return r.json()
-
-    def preflight(self, model: str, mode: str) -> dict:
-        return self.call("POST", "/preflight", json={"model": model, "mode": mode})
-
-    def create_run(self, model: str, mode: str, budget: int, name: str) -> dict:
-        return self.call("POST", "/runs", json={"model": model, "mode": mode, "budget_micros": budget, "name": name})
-
-    def run(self, run_id: str) -> dict:
-        return self.call("GET", f"/runs/{run_id}")
-
-    def control(self, run_id: str, action: str) -> dict:
-        return self.call("POST", f"/runs/{run_id}/{action}")
-
-    def receipt(self, run_id: str) -> dict:
-        return self.call("GET", f"/runs/{run_id}/receipt")
 
 
 # -- printing ------------------------------------------------------------------------------------
@@ -169,28 +144,19 @@ def confirm(args: argparse.Namespace) -> bool:
     return Confirm.ask("Start the run?", default=True)
 
 
-def print_receipt(gw: Gateway, base_url: str, run_id: str) -> None:
-    rc = gw.receipt(run_id)
-    deadline = time.monotonic() + 5
-    while any(q["status"] == "pending" for q in rc["requests"]) and time.monotonic() < deadline:
-        time.sleep(0.2)  # an aborted call settles a moment after the cancel
-        rc = gw.receipt(run_id)
-    totals = rc["totals"]
-    console.print(f"run {run_id}: {rc['run']['status']}, {len(rc['requests'])} request(s), "
-                  f"charged {usd(totals['charged_micros'])}"
-                  + ("" if totals["matches_ledger"] else " [red](receipt and ledger disagree!)[/red]"))
-    for bucket, b in totals["by_bucket"].items():
-        if b["attempts"]:
-            console.print(f"  {bucket}: {usd(b['charged_micros'])} over {b['attempts']} attempt(s)")
-    console.print(f"receipt: {base_url.rstrip('/')}/runs/{run_id}/receipt")
-    console.print(f"ledger:  {base_url.rstrip('/')}/wallet/ledger?run_id={run_id}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if not args.api_key:
         console.print("[red]an API key is needed: --api-key or TF_API_KEY[/red]")
         return 2
+    try:
+        return agent(args)
+    except Refused as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 1
+
+
+def agent(args: argparse.Namespace) -> int:
     gw = Gateway(args.base_url, args.api_key)
     pf = gw.preflight(args.model, args.mode)
     console.print(panel_table(pf))
@@ -213,11 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         print_receipt(gw, args.base_url, run_id)
         return 130
     except APIStatusError as exc:
-        err = exc.body.get("error", {}) if isinstance(exc.body, dict) else {}
-        console.print(f"[red]the gateway refused a call: {exc.status_code} {err.get('code')}: "
-                      f"{err.get('message', exc.message)}[/red]")
-        if gw.run(run_id)["status"] not in ("cancelled", "finished"):
-            gw.control(run_id, "finish")
+        console.print(f"[red]{explain(exc)}[/red]")
+        gw.end(run_id)
         print_receipt(gw, args.base_url, run_id)
         return 1
     gw.control(run_id, "finish")

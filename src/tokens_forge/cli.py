@@ -58,6 +58,28 @@ async def _apply_config(url: str, path: Path) -> list[str]:
         await engine.dispose()
 
 
+def _check_port(host: str, port: int) -> None:
+    """Refuse a taken port before anything else happens (migrations, the demo's banner): a banner
+    with a key for a gateway that then fails to bind tells a newcomer the wrong story."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        console.print(f"[red]cannot serve on {host}: {exc.strerror}[/red]")
+        raise typer.Exit(2) from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no obstacle
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            console.print(f"[red]port {port} on {host} is not free ({exc.strerror}): another program is "
+                          f"listening there. Choose another port: `make run PORT={port + 1}` or "
+                          f"`tokens-forge demo --port {port + 1}`.[/red]")
+            raise typer.Exit(2) from exc
+
+
 def _serve(host: str, port: int, workers: int, log_level: str) -> None:
     """Replace this process with uvicorn's own: the process that supervises the workers then holds
     uvicorn alone, not the CLI, the migrations and the config loader (tens of MiB less resident
@@ -96,6 +118,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
           workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
           config: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None) -> None:
     """Apply pending migrations, then serve the gateway."""
+    _check_port(host, port)
     settings, url = _prepare(config)
     _connection_budget(settings, url, workers)
     _serve(host, port, workers, settings.log_level)
@@ -124,6 +147,7 @@ def mock_upstream(host: str = "127.0.0.1", port: int = 8001) -> None:
 def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Everything a newcomer needs: embedded database, a funded demo account, a key, and routes to
     the built-in mock upstream (served by the gateway itself under /mock)."""
+    _check_port(host, port)
     os.environ["TF_MOCK_UPSTREAM"] = "1"
     if not os.environ.get("TF_ADMIN_TOKEN"):
         os.environ["TF_ADMIN_TOKEN"] = "adm-" + secrets.token_urlsafe(18)
@@ -156,7 +180,11 @@ def _print_demo(base: str, secret: str, admin: str) -> None:
     console.print(f"""from openai import OpenAI
 client = OpenAI(base_url="{base}/v1", api_key="{secret}")
 print(client.chat.completions.create(model="demo-mini", max_tokens=8,
-      messages=[{{"role": "user", "content": "hello"}}]).choices[0].message.content)""", soft_wrap=True)
+      messages=[{{"role": "user", "content": "hello"}}]).choices[0].message.content)
+print(client.responses.create(model="demo-mini", input="hello", max_output_tokens=8).output_text)""",
+                  soft_wrap=True)
+    console.print("\n[bold]Agents[/bold] (from the repository root)")
+    console.print(f".venv/bin/python examples/agent_sdk.py --base-url {base}/v1 --api-key {secret}", soft_wrap=True)
     console.rule()
     sys.stdout.flush()
 

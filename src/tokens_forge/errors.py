@@ -80,6 +80,12 @@ class RequestTooLarge(ForgeError):
     type = "invalid_request_error"
 
 
+class UpstreamRateLimited(ForgeError):
+    status_code = 429
+    code = "upstream_rate_limited"
+    type = "rate_limit_error"
+
+
 class UpstreamError(ForgeError):
     status_code = 502
     code = "upstream_error"

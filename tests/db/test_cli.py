@@ -60,3 +60,22 @@ def test_verify_the_test_database(database_url, tmp_path):
     done = cli(["ledger", "verify"], database_url, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "ledger OK" in done.stdout
+
+
+@pytest.mark.parametrize("command", ["demo", "serve"])
+def test_a_taken_port_is_refused_before_anything_is_printed(tmp_path, command):
+    """`make run PORT=…` (`tokens-forge demo --port`): a port in use is named, with the fix, before
+    migrations or the demo's banner (no key is printed for a gateway that cannot start)."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
+        env.update(COLUMNS="200", TF_DATA_DIR=str(tmp_path))
+        out = subprocess.run([CLI, command, "--port", str(port)], env=env, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert f"port {port} on 127.0.0.1 is not free" in out.stdout and f"--port {port + 1}" in out.stdout
+    assert "API key" not in out.stdout and not (tmp_path / "pgdata").exists()

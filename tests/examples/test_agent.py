@@ -71,3 +71,22 @@ def test_ctrl_c_cancels_the_run(live_gateway):
         assert receipt["totals"]["matches_ledger"] is True
         assert receipt["totals"]["charged_micros"] == spent(ok(c.get("/v1/wallet")))
     live_gateway.verify()
+
+
+def test_a_refusal_is_told_in_plain_words(live_gateway):
+    t = live_gateway.tenant()
+    proc = agent(live_gateway, t, "--budget-micros", "5")  # the run's budget cannot pay for one call
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1, out
+    assert "A spend limit is reached: spend limit:" in out and "rcpt_" in out, out
+    assert "Error code" not in out and "None" not in out, out
+    assert "/receipt" in out  # the run was finished and its receipt shown
+    live_gateway.verify()
+
+
+def test_without_the_project_python_it_says_how_to_run_it():
+    """`python examples/agent_report.py` with a Python that lacks the project's packages (-S: no
+    site-packages) names the fix instead of a traceback."""
+    out = subprocess.run([sys.executable, "-S", str(AGENT), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert ".venv/bin/python examples/" in out.stderr and "make agent" in out.stderr

@@ -24,12 +24,15 @@ class UpstreamFailure(Exception):
     """outcome: 'timeout' | 'connect_error' | 'upstream_error'."""
 
     def __init__(self, outcome: str, message: str, *, status: int | None = None,
-                 retry_after: float | None = None, body: bytes | None = None):
+                 retry_after: float | None = None, body: bytes | None = None,
+                 retry_after_header: str | None = None, request_id: str | None = None):
         super().__init__(message)
         self.outcome = outcome
         self.message = message
         self.status = status
-        self.retry_after = retry_after
+        self.retry_after = retry_after                # seconds, bounded: the gateway's own backoff
+        self.retry_after_header = retry_after_header  # as the upstream sent it: passed on to the client
+        self.request_id = request_id                  # the upstream's x-request-id
         self.body = body
 
     @property
@@ -54,6 +57,14 @@ class Completion:
     body: bytes
     data: dict[str, Any]
     latency_ms: int
+    request_id: str | None = None  # the upstream's x-request-id
+
+
+def request_id_of(resp: aiohttp.ClientResponse) -> str | None:
+    """The upstream's own id of the request (OpenAI's `x-request-id`), for the client to quote to
+    the provider; bounded and printable, or nothing."""
+    v = resp.headers.get("x-request-id")
+    return v if v and len(v) <= 200 and v.isprintable() else None
 
 
 def upstream_body(body: dict[str, Any], route: RouteInfo, *, output_cap: int | None, stream: bool) -> bytes:
@@ -97,8 +108,11 @@ def redact(data: bytes, route: RouteInfo) -> bytes:
 
 
 def _status_failure(resp: aiohttp.ClientResponse, body: bytes, route: RouteInfo) -> UpstreamFailure:
+    header = resp.headers.get("retry-after")
     return UpstreamFailure("upstream_error", f"upstream answered HTTP {resp.status}", status=resp.status,
-                           retry_after=_retry_after(resp), body=redact(body[:ERROR_BODY_LIMIT], route))
+                           retry_after=_retry_after(resp), body=redact(body[:ERROR_BODY_LIMIT], route),
+                           retry_after_header=header if header and len(header) <= 64 and header.isprintable()
+                           else None, request_id=request_id_of(resp))
 
 
 def map_transport_error(exc: BaseException, route: RouteInfo) -> UpstreamFailure:
@@ -140,7 +154,7 @@ async def complete(http: UpstreamClient, route: RouteInfo, payload: bytes) -> Co
                               status=resp.status) from exc
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
         raise UpstreamFailure("upstream_error", f"route {route.id} answered without choices", status=resp.status)
-    return Completion(resp.status, body, data, latency)
+    return Completion(resp.status, body, data, latency, request_id_of(resp))
 
 
 class UpstreamStream:
@@ -148,6 +162,7 @@ class UpstreamStream:
 
     def __init__(self, resp: aiohttp.ClientResponse):
         self._resp = resp
+        self.request_id = request_id_of(resp)
 
     def chunks(self) -> AsyncIterator[bytes]:
         return self._resp.content.iter_any()
