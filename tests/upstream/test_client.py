@@ -58,7 +58,13 @@ def test_body_passes_every_parameter_and_swaps_the_model():
     out = orjson.loads(upstream.upstream_body(body, ROUTE, output_cap=None, stream=False))
     assert out == {**body, "model": "up-m"}
     out = orjson.loads(upstream.upstream_body(body, ROUTE, output_cap=99, stream=True))
-    assert out["max_tokens"] == 99 and out["stream_options"] == {"include_usage": True}
+    assert out["max_completion_tokens"] == 99 and out["stream_options"] == {"include_usage": True}
+    assert "max_tokens" not in out  # the gateway's cap goes in the route's output_cap_param
+    old_server = dataclasses.replace(ROUTE, output_cap_param="max_tokens")
+    out = orjson.loads(upstream.upstream_body(body, old_server, output_cap=99, stream=False))
+    assert out["max_tokens"] == 99 and "max_completion_tokens" not in out
+    sent = orjson.loads(upstream.upstream_body({**body, "max_tokens": 5}, ROUTE, output_cap=None, stream=False))
+    assert sent["max_tokens"] == 5 and "max_completion_tokens" not in sent  # the client's cap, as sent
 
 
 async def test_extra_fields_pass_through_and_no_usage_is_none(up):

@@ -69,11 +69,13 @@ def request_id_of(resp: aiohttp.ClientResponse) -> str | None:
 
 def upstream_body(body: dict[str, Any], route: RouteInfo, *, output_cap: int | None, stream: bool) -> bytes:
     """The body forwarded to the route: the client's, with the route's model, the output cap the
-    gateway set (when the client sent none) and, for streams, usage asked for."""
+    gateway set (when the client sent none: in the route's `output_cap_param`, since reasoning
+    models refuse `max_tokens` and older servers know only it) and, for streams, usage asked for.
+    A cap the client sent passes as sent."""
     out = dict(body)
     out["model"] = route.upstream_model
     if output_cap is not None:
-        out["max_tokens"] = output_cap
+        out[route.output_cap_param] = output_cap
     if stream:
         # Always ask for usage so that the charge is exact; the pipeline drops the usage
         # chunk again when the client did not ask for it.
