@@ -128,17 +128,24 @@ def map_transport_error(exc: BaseException, route: RouteInfo) -> UpstreamFailure
     return UpstreamFailure("upstream_error", f"route {route.id} failed: {type(exc).__name__}")
 
 
-def url(route: RouteInfo) -> str:
-    return route.base_url + "/chat/completions"
+# The upstream APIs a route may speak: the path under its base_url, and the list field without
+# which an answer is not one (an HTML error page with status 200 must not settle as a success).
+PATHS = {"chat_completions": "/chat/completions", "responses": "/responses", "embeddings": "/embeddings"}
+ANSWER_LISTS = {"chat_completions": "choices", "responses": "output", "embeddings": "data"}
 
 
-async def complete(http: UpstreamClient, route: RouteInfo, payload: bytes) -> Completion:
+def url(route: RouteInfo, api: str = "chat_completions") -> str:
+    return route.base_url + PATHS[api]
+
+
+async def complete(http: UpstreamClient, route: RouteInfo, payload: bytes,
+                   api: str = "chat_completions") -> Completion:
     """A non-streaming answer, bounded as a whole by the route's timeout."""
     loop = asyncio.get_running_loop()
     started = loop.time()
     try:
         async with asyncio.timeout(route.timeout_s):
-            resp = await http.post(url(route), payload, _headers(route))
+            resp = await http.post(url(route, api), payload, _headers(route))
             async with resp:
                 body = await resp.read()
     except (*TRANSPORT_ERRORS, TimeoutError) as exc:
@@ -154,8 +161,9 @@ async def complete(http: UpstreamClient, route: RouteInfo, payload: bytes) -> Co
     except orjson.JSONDecodeError as exc:
         raise UpstreamFailure("upstream_error", f"route {route.id} answered with a body that is not JSON",
                               status=resp.status) from exc
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise UpstreamFailure("upstream_error", f"route {route.id} answered without choices", status=resp.status)
+    if not isinstance(data, dict) or not isinstance(data.get(ANSWER_LISTS[api]), list):
+        raise UpstreamFailure("upstream_error", f"route {route.id} answered without {ANSWER_LISTS[api]}",
+                              status=resp.status)
     return Completion(resp.status, body, data, latency, request_id_of(resp))
 
 
@@ -177,11 +185,12 @@ class UpstreamStream:
             self._resp.close()
 
 
-async def open_stream(http: UpstreamClient, route: RouteInfo, payload: bytes) -> UpstreamStream:
+async def open_stream(http: UpstreamClient, route: RouteInfo, payload: bytes,
+                      api: str = "chat_completions") -> UpstreamStream:
     """Open a streaming answer; the caller owns the stream and must close it."""
     try:
         async with asyncio.timeout(route.timeout_s):
-            resp = await http.post(url(route), payload, _headers(route))
+            resp = await http.post(url(route, api), payload, _headers(route))
     except (*TRANSPORT_ERRORS, TimeoutError) as exc:
         raise map_transport_error(exc, route) from exc
     if resp.status != 200:

@@ -1,0 +1,42 @@
+"""POST /v1/embeddings bodies, table-driven: what is accepted and counted, what is refused."""
+
+import orjson
+import pytest
+from openai.types import embedding_create_params
+from pydantic import TypeAdapter
+
+from tokens_forge.embeddings.request import parse_embeddings_request, usage_of
+from tokens_forge.errors import InvalidRequest
+
+EMBEDDINGS_REQUEST = TypeAdapter(embedding_create_params.EmbeddingCreateParams)
+
+
+@pytest.mark.parametrize("inp,inputs,chars,tokens", [
+    ("hello", 1, 5, 0), (["ab", "cde"], 2, 5, 0), ([1, 2, 3], 1, 0, 3), ([[1, 2], [3]], 2, 0, 3),
+])
+def test_accepted(inp, inputs, chars, tokens):
+    body = {"model": "e", "input": inp, "encoding_format": "base64", "dimensions": 4, "user": "u"}
+    EMBEDDINGS_REQUEST.validate_python(body)
+    raw = orjson.dumps(body)
+    req = parse_embeddings_request(raw)
+    assert (req.model, req.inputs, req.prompt_chars, req.input_tokens, req.size_bytes) == (
+        "e", inputs, chars, tokens, len(raw))
+
+
+@pytest.mark.parametrize("body,param", [
+    ({"input": "x"}, "model"), ({"model": "e"}, "input"), ({"model": "e", "input": []}, "input"),
+    ({"model": "e", "input": [""]}, "input"), ({"model": "e", "input": ["a", 1]}, "input"),
+    ({"model": "e", "input": [[1], ["a"]]}, "input"), ({"model": "e", "input": [True]}, "input"),
+    ({"model": "e", "input": ["a"] * 2049}, "input"),
+    ({"model": "e", "input": "a", "encoding_format": "int8"}, "encoding_format"),
+    ({"model": "e", "input": "a", "dimensions": 0}, "dimensions"),
+])
+def test_refused(body, param):
+    with pytest.raises(InvalidRequest) as e:
+        parse_embeddings_request(orjson.dumps(body))
+    assert e.value.param == param
+
+
+def test_usage():
+    assert usage_of({"usage": {"prompt_tokens": 7, "total_tokens": 7}}) == 7
+    assert usage_of({"usage": {"prompt_tokens": -1}}) is None and usage_of({}) is None
