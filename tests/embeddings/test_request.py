@@ -40,3 +40,23 @@ def test_refused(body, param):
 def test_usage():
     assert usage_of({"usage": {"prompt_tokens": 7, "total_tokens": 7}}) == 7
     assert usage_of({"usage": {"prompt_tokens": -1}}) is None and usage_of({}) is None
+
+
+def test_surface_payload_and_answer():
+    import dataclasses
+
+    from tokens_forge.embeddings.surface import EmbeddingsSurface
+    from tokens_forge.guard.bounds import Price
+    from tokens_forge.routing.cache import RouteInfo
+    from tokens_forge.upstream.client import Completion
+
+    route = RouteInfo(id="route_e", model="e", kind="official", base_url="http://up/v1", upstream_model="up-e",
+                      api_key=None, price=Price(1, 0), price_snapshot_id="p", failed_charge_mode="none",
+                      failed_charge_flat_micros=0, timeout_s=5, priority=1)
+    route = dataclasses.replace(route, apis=("embeddings",))
+    s = EmbeddingsSurface(parse_embeddings_request(orjson.dumps({"model": "e", "input": ["a"], "dimensions": 3})))
+    assert s.payload(route) == ("embeddings", orjson.dumps({"model": "up-e", "input": ["a"], "dimensions": 3}))
+    data = {"object": "list", "data": [], "usage": {"prompt_tokens": 2, "total_tokens": 2}}
+    raw = orjson.dumps(data)
+    a = s.answer(route, Completion(200, raw, data, 1))
+    assert (a.body, a.usage) == (raw, (2, 0))
