@@ -23,7 +23,7 @@ from tokens_forge.errors import InvalidRequest
 from tokens_forge.mock.upstream import chunks, completion, refusal
 from tokens_forge.responses.events import ChatToResponsesStream, sse
 from tokens_forge.responses.response import from_chat
-from tokens_forge.responses.translate import ECHOED, PASSED, to_chat
+from tokens_forge.responses.translate import ECHOED, PASSED, TRANSLATED, to_chat
 
 if TYPE_CHECKING:
     from tokens_forge.mock.upstream import MockState
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 def _as_chat(body: dict) -> dict:
     """What the chat mock would be asked: only the fields a chat-only route takes."""
     ignored = ("include", "truncation", "background")
-    kept = {k: v for k, v in body.items() if k in PASSED or (k in ECHOED and k not in ignored)}
+    kept = {k: v for k, v in body.items() if k in PASSED or k in TRANSLATED or (k in ECHOED and k not in ignored)}
     kept["tools"] = [t for t in kept.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
     if isinstance(kept.get("input"), list):
         kept["input"] = [i for i in kept["input"] if not (isinstance(i, dict) and i.get("type") == "reasoning")]

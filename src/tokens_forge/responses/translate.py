@@ -21,9 +21,9 @@ from tokens_forge.errors import InvalidRequest
 
 PASSED = ("temperature", "top_p", "user", "safety_identifier", "prompt_cache_key",
           "prompt_cache_retention", "service_tier")
-ECHOED = ("model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text",
-          "reasoning", "max_output_tokens", "stream", "stream_options", "metadata", "store", "include",
-          "background", "truncation")
+TRANSLATED = ("model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls", "text",
+              "reasoning", "max_output_tokens", "stream")
+ECHOED = ("stream_options", "metadata", "store", "include", "background", "truncation")
 REFUSED = {
     "previous_response_id": "a chat-only route keeps no earlier responses; send the whole conversation in input",
     "conversation": "a chat-only route keeps no conversations; send the whole conversation in input",
@@ -229,7 +229,7 @@ def to_chat(body: dict[str, Any], *, cap_param: str = "max_completion_tokens") -
     for name, why in REFUSED.items():
         if body.get(name) is not None:
             raise _refuse(name, why)
-    unknown = sorted(set(body) - set(PASSED) - set(ECHOED) - set(REFUSED))
+    unknown = sorted(set(body) - set(PASSED) - set(TRANSLATED) - set(ECHOED) - set(REFUSED))
     if unknown:
         raise InvalidRequest(f"unknown parameter: {unknown[0]}", param=unknown[0])
     _check_echoed(body)
