@@ -1,6 +1,6 @@
 """Routes say which upstream APIs they speak (`apis`) and which field carries an output cap the
 gateway sets itself (`output_cap_param`); receipts say which client endpoint they answer
-(`endpoint`). SPEC §3.
+(`endpoint`, written with the receipt: tf_open_item and tf_write_batch take it). SPEC §3.
 
 `apis` is stored in one canonical order (chat_completions, responses, embeddings), so the CHECK
 can list every allowed set: non-empty, no duplicates, nothing unknown. The API layer sorts what
@@ -11,6 +11,7 @@ Revises: 0006
 """
 from alembic import op
 
+from tokens_forge.db import sqlfiles
 from tokens_forge.db.sql import run_script
 
 revision = "0007"
@@ -42,10 +43,17 @@ ALTER TABLE receipts
 """
 
 
+FILES = {
+    "tf_open_item": "ff49559632677abf",
+    "tf_write_batch": "8dc702500c426e04",
+}
+
+
 def upgrade() -> None:
     run_script(op.execute, UPGRADE)
+    sqlfiles.apply(op.execute, FILES)
 
 
 def downgrade() -> None:
-    op.execute("ALTER TABLE receipts DROP COLUMN endpoint")
-    op.execute("ALTER TABLE routes DROP COLUMN apis, DROP COLUMN output_cap_param")
+    raise NotImplementedError("0007 changes the ledger's functions (they write the receipt's endpoint); "
+                              "restore from a backup instead")

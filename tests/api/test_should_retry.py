@@ -6,7 +6,7 @@ import openai
 import pytest
 
 from tests.conftest import ok
-from tokens_forge.api.errors import should_retry
+from tokens_forge.errors import should_retry
 
 
 @pytest.mark.parametrize("status,code,expected", [

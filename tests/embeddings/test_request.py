@@ -11,16 +11,16 @@ from tokens_forge.errors import InvalidRequest
 EMBEDDINGS_REQUEST = TypeAdapter(embedding_create_params.EmbeddingCreateParams)
 
 
-@pytest.mark.parametrize("inp,inputs,chars,tokens", [
-    ("hello", 1, 5, 0), (["ab", "cde"], 2, 5, 0), ([1, 2, 3], 1, 0, 3), ([[1, 2], [3]], 2, 0, 3),
+@pytest.mark.parametrize("inp,inputs,chars", [
+    ("hello", 1, 5), (["ab", "cde"], 2, 5), ([1, 2, 3], 1, None), ([[1, 2], [3]], 2, None),
 ])
-def test_accepted(inp, inputs, chars, tokens):
+def test_accepted(inp, inputs, chars):
     body = {"model": "e", "input": inp, "encoding_format": "base64", "dimensions": 4, "user": "u"}
     EMBEDDINGS_REQUEST.validate_python(body)
     raw = orjson.dumps(body)
     req = parse_embeddings_request(raw)
-    assert (req.model, req.inputs, req.prompt_chars, req.input_tokens, req.size_bytes) == (
-        "e", inputs, chars, tokens, len(raw))
+    assert (req.model, req.shape.messages, req.shape.size_bytes) == ("e", inputs, len(raw))
+    assert (req.shape.text.chars if req.shape.text else None) == chars  # token inputs: bounded by their bytes
 
 
 @pytest.mark.parametrize("body,param", [
@@ -46,7 +46,7 @@ def test_surface_payload_and_answer():
     import dataclasses
 
     from tokens_forge.embeddings.surface import EmbeddingsSurface
-    from tokens_forge.guard.bounds import Price
+    from tokens_forge.guard.money import Price
     from tokens_forge.routing.cache import RouteInfo
     from tokens_forge.upstream.client import Completion
 
@@ -55,7 +55,7 @@ def test_surface_payload_and_answer():
                       failed_charge_flat_micros=0, timeout_s=5, priority=1)
     route = dataclasses.replace(route, apis=("embeddings",))
     s = EmbeddingsSurface(parse_embeddings_request(orjson.dumps({"model": "e", "input": ["a"], "dimensions": 3})))
-    assert s.payload(route) == ("embeddings", orjson.dumps({"model": "up-e", "input": ["a"], "dimensions": 3}))
+    assert s.payload(route, None) == ("embeddings", orjson.dumps({"model": "up-e", "input": ["a"], "dimensions": 3}))
     data = {"object": "list", "data": [], "usage": {"prompt_tokens": 2, "total_tokens": 2}}
     raw = orjson.dumps(data)
     a = s.answer(route, Completion(200, raw, data, 1))

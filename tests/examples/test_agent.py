@@ -90,3 +90,27 @@ def test_without_the_project_python_it_says_how_to_run_it():
     out = subprocess.run([sys.executable, "-S", str(AGENT), "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     assert ".venv/bin/python examples/" in out.stderr and "make agent" in out.stderr
+
+
+SDK_AGENT = AGENT.parent / "agent_sdk.py"
+
+
+def test_agents_sdk_twin_calls_its_tool_inside_a_run(live_gateway):
+    """examples/agent_sdk.py: the Agents SDK's Runner, a function tool reading the wallet, through
+    /v1/responses on the demo's kind of route (chat completions only: translated)."""
+    t = live_gateway.tenant()
+    for stream in ([], ["--stream"]):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TF_", "OPENAI_"))}
+        out = subprocess.run([sys.executable, str(SDK_AGENT), "--base-url", live_gateway.base + "/v1",
+                              "--api-key", t.secret, "--model", t.model, *stream],
+                             capture_output=True, text=True, timeout=120, env={**env, "COLUMNS": "200"})
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "answer:" in out.stdout and "bucket" in out.stdout and "available" in out.stdout, out.stdout
+    with httpx.Client(base_url=live_gateway.base, headers=t.auth, timeout=30) as c:
+        runs = ok(c.get("/v1/runs"))["data"]
+        assert len(runs) == 2 and {r["status"] for r in runs} == {"finished"}
+        for run in runs:
+            receipt = ok(c.get(f"/v1/runs/{run['id']}/receipt"))
+            assert [(q["endpoint"], q["status"]) for q in receipt["requests"]] == [("responses", "succeeded")] * 2
+            assert receipt["totals"]["matches_ledger"] is True
+    live_gateway.verify()

@@ -111,7 +111,11 @@ async def test_429_retry_honours_retry_after(client, tenant):
                                                                "backoff_ms": 0}})
     started = time.monotonic()
     r = await client.post("/v1/chat/completions", json=t.chat(), headers=t.auth)
-    assert r.status_code == 502 and time.monotonic() - started >= 1.0  # Retry-After: 1
+    assert time.monotonic() - started >= 1.0  # Retry-After: 1
+    # the last attempt was rate limited: 429 upstream_rate_limited with the upstream's Retry-After
+    assert r.status_code == 429 and r.json()["error"]["code"] == "upstream_rate_limited", r.text
+    assert (r.headers["retry-after"], r.headers["x-should-retry"]) == ("1", "true")
+    assert r.headers["x-tf-upstream-request-id"].startswith("req_mock_")
     assert [a["upstream_status"] for a in (await receipt(client, t, r))["attempts"]] == [429, 429]
 
 

@@ -8,7 +8,7 @@ from pydantic import TypeAdapter
 from starlette.testclient import TestClient
 
 from tokens_forge.mock.upstream import create_mock_app
-from tokens_forge.responses.streams import NativeStream, TranslatedStream, parse_event, response_chars
+from tokens_forge.responses.streams import NativeStream, TranslatedStream, parse_event, response_text
 from tokens_forge.responses.translate import to_chat
 from tokens_forge.upstream.sse import EventSplitter
 
@@ -48,7 +48,7 @@ def test_native_passes_through_and_tallies(mock, tools):
     assert run(stream, raw) == raw  # byte for byte
     final = parsed(raw)[-1].response
     assert stream.tally.done and stream.tally.usage == (final.usage.input_tokens, final.usage.output_tokens)
-    assert stream.tally.content_chars == response_chars(final.model_dump())
+    assert stream.tally.delivered == response_text(final.model_dump())
     assert stream.tally.content_chunks == sum(1 for e in parsed(raw) if e.type.endswith(".delta"))
 
 
@@ -80,7 +80,7 @@ def test_translated_chat_chunks(mock, tools):
     assert events[0].type == "response.created" and events[-1].type == "response.completed"
     final = events[-1].response
     assert stream.tally.done and stream.tally.usage == (final.usage.input_tokens, final.usage.output_tokens)
-    assert stream.tally.content_chars == response_chars(final.model_dump()) > 0
+    assert stream.tally.delivered == response_text(final.model_dump()) and stream.tally.delivered.chars > 0
     assert final.output[0].type == ("function_call" if tools else "message")
 
 

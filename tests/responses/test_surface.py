@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from tokens_forge.errors import InvalidRequest
-from tokens_forge.guard.bounds import Price
+from tokens_forge.guard.money import Price
 from tokens_forge.responses.request import parse_responses_request
 from tokens_forge.responses.surface import ResponsesSurface
 from tokens_forge.routing.cache import RouteInfo
@@ -53,10 +53,10 @@ def test_answers():
             "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}
     a = surface().answer(CHAT_ONLY, Completion(200, orjson.dumps(chat), chat, 1))
     out = orjson.loads(a.body)
-    assert (out["id"], out["output"][0]["content"][0]["text"], a.usage, a.delivered_chars) == (
+    assert (out["id"], out["output"][0]["content"][0]["text"], a.usage, a.delivered.chars) == (
         "resp_abc", "w0 w1", (3, 2), 5)
     native = {"id": "resp_up", "object": "response", "output": [{"type": "message", "content": [
         {"type": "output_text", "text": "abc"}]}], "usage": {"input_tokens": 4, "output_tokens": 1}}
     raw = orjson.dumps(native)
     a = surface().answer(NATIVE, Completion(200, raw, native, 1))
-    assert (a.body, a.usage, a.delivered_chars) == (raw, (4, 1), 3)
+    assert (a.body, a.usage, a.delivered.chars) == (raw, (4, 1), 3)

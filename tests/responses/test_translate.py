@@ -214,5 +214,6 @@ def test_parse_counts_what_the_guard_bounds():
         {"type": "function_call_output", "call_id": "c", "output": "xyz"}]}
     raw = orjson.dumps(body)
     req = parse_responses_request(raw)
-    assert (req.model, req.stream, req.max_output_tokens, req.size_bytes) == ("m", True, 30, len(raw))
-    assert (req.items, req.images, req.prompt_chars) == (4, 1, 4 + 5 + 4 + 3)
+    assert (req.model, req.stream, req.client_cap, req.shape.size_bytes) == ("m", True, 30, len(raw))
+    assert (req.shape.messages, req.shape.images_high, req.shape.images_low) == (4, 1, 0)
+    assert req.shape.text.chars == len("abcd") + len("12345") + len("fn") + len("{}") + len("xyz")

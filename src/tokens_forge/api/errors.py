@@ -21,6 +21,7 @@ from tokens_forge.errors import (
     RequestTooLarge,
     ServiceUnavailable,
     receipt_of,
+    retry_header,
 )
 
 log = logging.getLogger("tokens_forge")
@@ -29,21 +30,6 @@ log = logging.getLogger("tokens_forge")
 class FastJSONResponse(JSONResponse):
     def render(self, content: object) -> bytes:
         return orjson.dumps(content)
-
-
-RETRYABLE_CODES = frozenset({"request_in_progress"})
-
-
-def should_retry(status: int, code: str | None = None) -> bool:
-    """Whether repeating the same request can succeed (SPEC §6), told to OpenAI's SDKs in
-    `x-should-retry`: they retry 409 and 5xx by default, which for a refusal (a paused run, a
-    spent cap) only writes more refused receipts. 429, 503 and a request still in progress pass
-    with time; a gateway or upstream failure (5xx) may too."""
-    return status == 429 or status >= 500 or code in RETRYABLE_CODES
-
-
-def retry_header(status: int, code: str | None = None) -> dict[str, str]:
-    return {"x-should-retry": "true" if should_retry(status, code) else "false"}
 
 
 def render(exc: ForgeError) -> JSONResponse:

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from tokens_forge.errors import InvalidRequest
+from tokens_forge.guard.money import PromptShape, TextCount
 
 MAX_INPUTS = 2048  # OpenAI's own limit per request
 
@@ -17,11 +18,8 @@ MAX_INPUTS = 2048  # OpenAI's own limit per request
 @dataclass
 class EmbeddingsRequest:
     body: dict[str, Any]
-    size_bytes: int
     model: str
-    inputs: int
-    prompt_chars: int  # characters of the text inputs
-    input_tokens: int  # tokens of the token inputs: known exactly
+    shape: PromptShape  # messages: the inputs; text: the text inputs (token inputs are bounded by their bytes)
 
 
 def _is_tokens(v: Any) -> bool:
@@ -60,9 +58,13 @@ def parse_embeddings_request(raw: bytes) -> EmbeddingsRequest:
     dims = body.get("dimensions")
     if dims is not None and (isinstance(dims, bool) or not isinstance(dims, int) or dims < 1):
         raise InvalidRequest("dimensions must be a positive integer", param="dimensions")
-    return EmbeddingsRequest(body=body, size_bytes=len(raw), model=model, inputs=len(inputs),
-                             prompt_chars=sum(len(v) for v in inputs if isinstance(v, str)),
-                             input_tokens=sum(len(v) for v in inputs if isinstance(v, list)))
+    text = None
+    if all(isinstance(v, str) for v in inputs):
+        text = TextCount()
+        for v in inputs:
+            text.add(v)  # type: ignore[arg-type]
+    return EmbeddingsRequest(body=body, model=model,
+                             shape=PromptShape(size_bytes=len(raw), messages=len(inputs), text=text))
 
 
 def usage_of(data: dict[str, Any]) -> int | None:

@@ -31,6 +31,7 @@ class ReceiptHead:
     model: str
     stream: bool
     idempotency_key: str | None = None
+    endpoint: str = "chat_completions"  # the client endpoint the receipt answers
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ async def open_attempt(pg: asyncpg.Pool, head: ReceiptHead, route: RouteInfo, at
     gateway worker that owns the hold (it lives as long as that worker)."""
     item = {"receipt_id": head.id, "create": create, "account_id": head.account_id, "project_id": head.project_id,
             "key_id": head.key_id, "run_id": head.run_id, "model": head.model, "stream": head.stream,
+            "endpoint": head.endpoint,
             "idempotency_key": head.idempotency_key, "route_id": route.id, "route_kind": route.kind,
             "bucket": route.bucket, "price_snapshot_id": route.price_snapshot_id, "attempt_no": attempt_no,
             "amount": amount, "ttl_s": float(ttl_s), "owner_id": owner_id, "reject": reject}

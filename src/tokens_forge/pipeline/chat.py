@@ -1,6 +1,7 @@
 """One request's story: plan routes → size and reserve → forward → settle → receipt, with
-retries and fallback (each attempt its own reservation on its own bucket). The router calls
-`ChatStory.respond()`. Every money decision (the reservation, each charge) is made by
+retries and fallback (each attempt its own reservation on its own bucket). The routers call
+`handle_request()` with their surface (pipeline.surface: chat completions, the Responses API,
+embeddings): one story, several surfaces. Every money decision (the reservation, each charge) is made by
 guard.money; the ledger (ledger.attempts, ledger/sql) checks the caps and posts it."""
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ from tokens_forge.errors import (
     InvalidRequest,
     SpendGuardError,
     Unauthorized,
-    UpstreamError,
-    UpstreamTimeout,
     name_receipt,
+    retry_header,
 )
 from tokens_forge.guard import money
 from tokens_forge.guard import service as guard
@@ -30,8 +30,10 @@ from tokens_forge.keys.auth import AuthedKey
 from tokens_forge.ledger import attempts as store
 from tokens_forge.ledger.attempts import AttemptEnd, ReceiptEnd, ReceiptHead
 from tokens_forge.pipeline import idempotency
+from tokens_forge.pipeline.give_up import give_up_error, upstream_headers
 from tokens_forge.pipeline.request import ChatRequest
 from tokens_forge.pipeline.stream import RelayResponse, StreamAttempt, StreamRelay
+from tokens_forge.pipeline.surface import ChatSurface, Surface
 from tokens_forge.receipts import refusals
 from tokens_forge.routing.cache import RouteInfo
 from tokens_forge.routing.selection import plan_routes
@@ -48,18 +50,18 @@ MAX_BACKOFF_S = 10.0
 
 
 class ChatStory:
-    def __init__(self, state: AppState, key: AuthedKey, req: ChatRequest, *, run_id: str | None,
-                 idempotency_key: str | None, flight: Flight | None):
+    def __init__(self, state: AppState, key: AuthedKey, surface: Surface, *, run_id: str | None,
+                 idempotency_key: str | None, flight: Flight | None, receipt_id: str | None = None):
         self.state = state
         self.settings = state.settings
         self.engine = state.engine
         self.pg = state.pg
         self.key = key
-        self.req = req
+        self.surface = surface
         self.flight = flight
-        self.head = ReceiptHead(id=new_id("rcpt"), account_id=key.account_id, project_id=key.project_id,
-                                key_id=key.id, run_id=run_id, model=req.model, stream=req.stream,
-                                idempotency_key=idempotency_key)
+        self.head = ReceiptHead(id=receipt_id or new_id("rcpt"), account_id=key.account_id,
+                                project_id=key.project_id, key_id=key.id, run_id=run_id, model=surface.model,
+                                stream=surface.stream, idempotency_key=idempotency_key, endpoint=surface.endpoint)
         self.attempts = 0
         self.opened = False  # its receipt exists
         self.reserved = 0  # over all attempts, like the charge
@@ -116,32 +118,26 @@ class ChatStory:
         if failure is None:
             assert refusal is not None
             raise refusal  # never attempted: the receipt was written `rejected`
-        timeout = failure.outcome == "timeout"
-        err: ForgeError
-        if timeout:
-            err = UpstreamTimeout(f"the upstream did not answer in time after {self.attempts} attempt(s); "
-                                  f"charged {self.charged} micros (see the receipt)")
-        else:
-            err = UpstreamError(f"all {self.attempts} attempt(s) failed, the last with: {failure.message}; "
-                                f"charged {self.charged} micros (see the receipt)")
+        err = give_up_error(failure, self.attempts, self.charged)
         if refusal is not None:
             err.message += f"; a fallback was refused: {refusal.message}"
         await store.close_receipt(self.pg, self.head.id,
                                   ReceiptEnd("failed", reason=err.message, error_code=err.code))
         err.receipt_id = self.head.id
-        err.headers = {**self.headers, "X-TF-Charged-Micros": str(self.charged)}
+        err.headers = {**err.headers, **self.headers, **upstream_headers(failure.request_id),
+                       "X-TF-Charged-Micros": str(self.charged)}
         raise err
 
     # -- sizing and reservation ------------------------------------------------------------
 
     async def _size(self, route: RouteInfo) -> Sizing:
-        req = self.req
+        s = self.surface
         remaining = None
-        if money.needs_remaining(req.client_cap):
+        if money.needs_remaining(s.client_cap, output=s.output):
             remaining = await guard.remaining_budget(self.pg, key_id=self.key.id, bucket=route.bucket,
                                                      run_id=self.head.run_id)
-        return money.size_attempt(req.shape, route.terms, client_cap=req.client_cap, n=req.n, remaining=remaining,
-                                  default_cap=self.settings.default_max_tokens)
+        return money.size_attempt(s.shape, route.terms, client_cap=s.client_cap, n=s.n, remaining=remaining,
+                                  default_cap=self.settings.default_max_tokens, output=s.output)
 
     async def _reserve(self, route: RouteInfo, sizing: Sizing, *, reject: bool) -> guard.Reservation:
         attempt_no = self.attempts + 1
@@ -181,16 +177,16 @@ class ChatStory:
     # -- forwarding ------------------------------------------------------------------------
 
     async def _attempt(self, route: RouteInfo, sizing: Sizing, res: guard.Reservation) -> Response:
-        payload = upstream.upstream_body(self.req.body, route, output_cap=sizing.send_cap, stream=self.req.stream)
-        if self.req.stream:
-            return await self._open_stream(route, sizing, res, payload)
-        comp = await bounded(upstream.complete(self.state.http, route, payload), self.flight, None)
-        charge = money.usage_charge(sizing, route.terms, upstream.usage_of(comp.data),
-                                    upstream.completion_text(comp.data))
+        api, payload = self.surface.payload(route, sizing.send_cap)
+        if self.surface.stream:
+            return await self._open_stream(route, sizing, res, api, payload)
+        comp = await bounded(upstream.complete(self.state.http, route, payload, api), self.flight, None)
+        answer = self.surface.answer(route, comp)
+        charge = money.usage_charge(sizing, route.terms, answer.usage, answer.delivered)
         end = AttemptEnd("success", charge, comp.status, comp.latency_ms)
         await self.finish(route, res, end, ReceiptEnd("succeeded", usage_estimated=charge.estimated))
-        self.headers["X-TF-Charged-Micros"] = str(self.charged)
-        return Response(comp.body, status_code=200, media_type="application/json", headers=self.headers)
+        self.headers.update({"X-TF-Charged-Micros": str(self.charged), **upstream_headers(comp.request_id)})
+        return Response(answer.body, status_code=200, media_type="application/json", headers=self.headers)
 
     async def finish(self, route: RouteInfo, res: guard.Reservation, end: AttemptEnd,
                      final: ReceiptEnd | None) -> None:
@@ -214,9 +210,9 @@ class ChatStory:
         """The upstream refused the request itself (400, 404, 422…): the client sees that answer."""
         await store.close_receipt(self.pg, self.head.id, ReceiptEnd(
             "failed", reason=f"the upstream refused the request: HTTP {f.status}", error_code="upstream_rejected"))
-        self.headers["X-TF-Charged-Micros"] = str(self.charged)
+        self.headers.update({"X-TF-Charged-Micros": str(self.charged), **upstream_headers(f.request_id)})
         return Response(upstream.redact(f.body or b"", route), status_code=f.status or 400,
-                        media_type="application/json", headers=self.headers)
+                        media_type="application/json", headers={**self.headers, **retry_header(f.status or 400)})
 
     async def _run_cancelled(self, route: RouteInfo, sizing: Sizing, res: guard.Reservation) -> Response:
         charge = money.delivered_charge(sizing, route.terms, money.TextCount(), why="run cancelled")
@@ -230,13 +226,13 @@ class ChatStory:
 
     # -- streaming -------------------------------------------------------------------------
 
-    async def _open_stream(self, route: RouteInfo, sizing: Sizing, res: guard.Reservation,
+    async def _open_stream(self, route: RouteInfo, sizing: Sizing, res: guard.Reservation, api: str,
                            payload: bytes) -> Response:
         """Open the upstream stream and wait for its first event before answering: until a byte
         has reached the client, a failure may still retry or fall back."""
         loop = asyncio.get_running_loop()
         started = loop.time()
-        resp = await bounded(upstream.open_stream(self.state.http, route, payload), self.flight, None)
+        resp = await bounded(upstream.open_stream(self.state.http, route, payload, api), self.flight, None)
         chunks = resp.chunks()
         splitter = EventSplitter()
         first: list[bytes] = []
@@ -257,9 +253,10 @@ class ChatStory:
         assert res.hold_id is not None
         attempt = StreamAttempt(
             receipt_id=self.head.id, run_id=self.head.run_id, route=route, sizing=sizing, hold_id=res.hold_id,
-            latency_ms=int((loop.time() - started) * 1000), include_usage=self.req.include_usage, flight=self.flight,
+            latency_ms=int((loop.time() - started) * 1000), codec=self.surface.codec(route), flight=self.flight,
             settle=functools.partial(self._settle_stream, route, res))
         relay = StreamRelay(attempt, resp, chunks, splitter, first)
+        self.headers.update(upstream_headers(resp.request_id))
         return RelayResponse(relay.events(), status_code=200, media_type="text/event-stream",
                              headers={**self.headers, "Cache-Control": "no-cache"})
 
@@ -272,42 +269,66 @@ class ChatStory:
                 self.state.flights.unregister(self.flight)
 
 
-def routes_that_bound(routes: list[RouteInfo], req: ChatRequest) -> list[RouteInfo]:
+def routes_that_bound(routes: list[RouteInfo], surface: Surface) -> list[RouteInfo]:
     """The planned routes that can bound the request's media (a route without a file bound cannot
     reserve for a file part, so it does not serve the request)."""
-    usable = [r for r in routes if money.refused_media(req.shape, r.media) is None]
+    usable = [r for r in routes if money.refused_media(surface.shape, r.media) is None]
     if not usable:
-        why = money.refused_media(req.shape, routes[0].media)
-        raise InvalidRequest(f"{req.file_part}: {why}; send the document as text, or use a model whose route "
-                             f"states a file bound", param=req.file_part)
+        why = money.refused_media(surface.shape, routes[0].media)
+        raise InvalidRequest(f"{surface.file_part}: {why}; send the document as text, or use a model whose route "
+                             f"states a file bound", param=surface.file_part)
     return usable
+
+
+def routes_that_take(routes: list[RouteInfo], surface: Surface) -> list[RouteInfo]:
+    """The planned routes that can take the request as it is (a chat-only route cannot take what
+    the Responses API translation refuses); none: the first route's refusal, a 400 naming the field."""
+    able, refusal = [], None
+    for route in routes:
+        try:
+            surface.check(route)
+            able.append(route)
+        except InvalidRequest as err:
+            refusal = refusal or err
+    if not able:
+        assert refusal is not None
+        raise refusal
+    return able
 
 
 async def handle_chat(state: AppState, key: AuthedKey, req: ChatRequest, raw: bytes, *, preference: str,
                       run_id: str | None, idempotency_key: str | None) -> Response:
+    return await handle_request(state, key, ChatSurface(req), raw, preference=preference, run_id=run_id,
+                                idempotency_key=idempotency_key)
+
+
+async def handle_request(state: AppState, key: AuthedKey, surface: Surface, raw: bytes, *, preference: str,
+                         run_id: str | None, idempotency_key: str | None, receipt_id: str | None = None) -> Response:
     """Plan the routes, claim the idempotency key, then tell the story. A run's in-flight request
     is registered so that a cancel reaches it in this process. A refusal before anything is
     reserved (the run, the model, the route kind) gets a `rejected` receipt."""
     try:
         if run_id is not None:
             await check_run_accepts(state.engine, run_id, key.account_id)
-        routes = plan_routes(req.model, await state.routes.for_model(req.model), key, preference,
-                             state.health.is_down)
-        routes = routes_that_bound(routes, req)
+        routes = plan_routes(surface.model, await state.routes.for_model(surface.model), key, preference,
+                             state.health.is_down, endpoint=surface.endpoint)
+        routes = routes_that_take(routes_that_bound(routes, surface), surface)
     except ForgeError as err:
         if refusals.needs_receipt(err):
-            await refusals.record_refusal(state.pg, key, err, model=req.model, run_id=run_id, stream=req.stream)
+            await refusals.record_refusal(state.pg, key, err, model=surface.model, run_id=run_id,
+                                          stream=surface.stream, endpoint=surface.endpoint)
         raise
     claim = None
     if idempotency_key is not None:
         claim = await idempotency.claim(state.engine, key_id=key.id, account_id=key.account_id,
                                         idempotency_key=idempotency_key,
-                                        print_=idempotency.fingerprint(raw, preference, run_id),
+                                        print_=idempotency.fingerprint(raw, preference, run_id, surface.endpoint),
                                         owner_id=state.worker.id, dead_after_s=state.settings.worker_dead_after_s)
         if isinstance(claim, Response):
             return claim
     flight = state.flights.register(run_id) if run_id else None
-    story = ChatStory(state, key, req, run_id=run_id, idempotency_key=idempotency_key, flight=flight)
+    story = ChatStory(state, key, surface, run_id=run_id, idempotency_key=idempotency_key, flight=flight,
+                      receipt_id=receipt_id)
     streaming = False
     try:
         if claim is not None:

@@ -24,7 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokens_forge.db.retry import backoff_s, is_transient
-from tokens_forge.errors import Conflict, ForgeError, InvalidRequest
+from tokens_forge.errors import Conflict, ForgeError, InvalidRequest, retry_header
 from tokens_forge.upstream.sse import error_event
 
 log = logging.getLogger("tokens_forge.idempotency")
@@ -41,9 +41,11 @@ class Claim:
     account_id: str
 
 
-def fingerprint(raw: bytes, preference: str, run_id: str | None) -> str:
+def fingerprint(raw: bytes, preference: str, run_id: str | None, endpoint: str = "chat_completions") -> str:
     h = hashlib.sha256(raw)
     h.update(f"\x00{preference}\x00{run_id or ''}".encode())
+    if endpoint != "chat_completions":  # one key on two endpoints is two requests (chat's prints unchanged)
+        h.update(f"\x00{endpoint}".encode())
     return h.hexdigest()
 
 
@@ -101,6 +103,8 @@ def lost_answer(receipt_id: str, charged: int) -> ForgeError:
 def replay(status: int, headers: dict | None, body: bytes | None) -> Response:
     h = dict(headers or {})
     h[REPLAYED] = "true"
+    if status >= 400:
+        h.update(retry_header(status))  # a replayed refusal is as final as the first
     media = "text/event-stream" if h.pop("x-stream", None) else "application/json"
     return Response(body or b"", status_code=status, headers=h, media_type=media)
 

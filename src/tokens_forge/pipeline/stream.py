@@ -17,10 +17,11 @@ from fastapi.responses import StreamingResponse
 
 from tokens_forge.guard import money
 from tokens_forge.ledger.attempts import AttemptEnd, ReceiptEnd
+from tokens_forge.pipeline.surface import EventCodec
 from tokens_forge.routing.cache import RouteInfo
 from tokens_forge.runs.flights import Flight, RunCancelled, bounded
 from tokens_forge.upstream import client as upstream
-from tokens_forge.upstream.sse import EventSplitter, StreamTally, error_event, process_event
+from tokens_forge.upstream.sse import EventSplitter
 from tokens_forge.upstream.transport import TRANSPORT_ERRORS
 
 log = logging.getLogger("tokens_forge.chat")
@@ -61,7 +62,7 @@ class StreamAttempt:
     sizing: money.Sizing
     hold_id: int
     latency_ms: int
-    include_usage: bool
+    codec: EventCodec             # the surface's view of the events (pipeline.surface)
     flight: Flight | None
     settle: Settle
 
@@ -71,14 +72,15 @@ class StreamRelay:
                  splitter: EventSplitter, first: list[bytes]):
         self.a = attempt
         self.resp, self.chunks, self.splitter, self.first = resp, chunks, splitter, first
-        self.tally = StreamTally()
+        self.codec = attempt.codec
+        self.tally = attempt.codec.tally
         self.outcome = "success"
         self.error: str | None = None
 
     async def events(self) -> AsyncIterator[bytes]:
         a = self.a
         try:
-            if out := self._relay(self.first):
+            if out := self.codec.opening() + self._relay(self.first):
                 yield out
             while not self.tally.done:
                 if self.tally.content_chunks > a.sizing.output_bound:
@@ -86,7 +88,7 @@ class StreamRelay:
                     self.outcome = "upstream_error"
                     self.error = (f"the upstream sent more than the {a.sizing.output_bound} output tokens "
                                   "its cap allows; the stream was cut")
-                    yield error_event(self.error, "upstream_error")
+                    yield self.codec.error(self.error, "upstream_error")
                     return
                 try:
                     chunk = await bounded(anext(self.chunks), a.flight, a.route.timeout_s)
@@ -94,28 +96,31 @@ class StreamRelay:
                     break
                 except RunCancelled:
                     self.outcome, self.error = "cancelled", "the run was cancelled"
-                    yield error_event(f"run {a.run_id} was cancelled", "run_cancelled", "invalid_request_error")
+                    yield self.codec.error(f"run {a.run_id} was cancelled", "run_cancelled", "invalid_request_error")
                     return
                 except TimeoutError:
                     self.outcome, self.error = "timeout", f"the upstream stalled for {a.route.timeout_s:g}s"
-                    yield error_event(self.error + "; the stream was cut", "upstream_timeout")
+                    yield self.codec.error(self.error + "; the stream was cut", "upstream_timeout")
                     return
                 except TRANSPORT_ERRORS as exc:
                     self.outcome, self.error = "upstream_error", f"the upstream stream broke: {type(exc).__name__}"
-                    yield error_event(self.error, "upstream_error")
+                    yield self.codec.error(self.error, "upstream_error")
                     return
                 if out := self._relay(self.splitter.feed(chunk)):
                     yield out
-            if not self.tally.done and self.outcome == "success":
-                self.outcome, self.error = "upstream_error", "the upstream stream ended without [DONE]"
-                yield error_event(self.error, "upstream_error")
+            if self.tally.error and self.outcome == "success":
+                # the client already has the upstream's error event; its text may quote the upstream key
+                self.outcome, self.error = "upstream_error", "the upstream sent an error event mid-stream"
+            elif not self.tally.done and self.outcome == "success":
+                self.outcome, self.error = "upstream_error", "the upstream stream ended before it was complete"
+                yield self.codec.error(self.error, "upstream_error")
         except (asyncio.CancelledError, GeneratorExit):
             self.outcome, self.error = "cancelled", "the client disconnected"
             raise
         except Exception as exc:  # a gateway-side failure mid-stream: end with an error event, never a cut
             log.exception("stream of receipt %s failed", a.receipt_id)
             self.outcome, self.error = "upstream_error", f"gateway error mid-stream: {type(exc).__name__}"
-            yield error_event("the gateway failed mid-stream; the stream was cut", "gateway_error", "server_error")
+            yield self.codec.error("the gateway failed mid-stream; the stream was cut", "gateway_error", "server_error")
         finally:
             with anyio.CancelScope(shield=True):
                 await self._settle()
@@ -123,7 +128,7 @@ class StreamRelay:
     def _relay(self, events: list[bytes]) -> bytes:
         """What the client gets of one upstream read: its events, tallied and redacted, in one
         write (a read that carries many events costs one send, not one each)."""
-        outs = [out for ev in events if (out := process_event(ev, self.tally, client_wants_usage=self.a.include_usage))]
+        outs = [out for ev in events if (out := self.codec.relay(ev))]
         return upstream.redact(b"".join(outs), self.a.route) if outs else b""
 
     def charge(self) -> tuple[money.Charge, ReceiptEnd]:

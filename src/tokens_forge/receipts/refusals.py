@@ -22,7 +22,7 @@ def needs_receipt(err: ForgeError) -> bool:
 
 
 async def record_refusal(pg: asyncpg.Pool, key: AuthedKey, err: ForgeError, *, model: str | None,
-                         run_id: str | None, stream: bool = False) -> None:
+                         run_id: str | None, stream: bool = False, endpoint: str = "chat_completions") -> None:
     """Write the `rejected` receipt of `err` and name it on the error."""
     receipt_id = new_id("rcpt")
     reason = err.message
@@ -32,9 +32,9 @@ async def record_refusal(pg: asyncpg.Pool, key: AuthedKey, err: ForgeError, *, m
         run_id, reason = None, reason.replace(run_id, "(the run named)")
     await pg.execute("""
         INSERT INTO receipts (id, account_id, project_id, key_id, run_id, model, stream, status, reason, error_code,
-                              completed_at)
-        VALUES ($1, $2, $3, $4, $5, $6, $7, 'rejected', $8, $9, clock_timestamp())""",
+                              completed_at, endpoint)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, 'rejected', $8, $9, clock_timestamp(), $10)""",
         receipt_id, key.account_id, key.project_id, key.id, run_id, (model or UNKNOWN_MODEL)[:200], stream,
-        reason, err.code)
+        reason, err.code, endpoint)
     err.receipt_id = receipt_id
     err.headers = {**err.headers, "X-TF-Receipt-Id": receipt_id}

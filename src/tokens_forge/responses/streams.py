@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 
+from tokens_forge.guard.money import TextCount
 from tokens_forge.responses.events import ChatToResponsesStream, sse
 from tokens_forge.upstream.client import usage_of
 from tokens_forge.upstream.sse import StreamTally
@@ -47,18 +48,21 @@ def response_usage(response: Any) -> tuple[int, int] | None:
     return pt, ct
 
 
-def response_chars(response: dict) -> int:
-    """Characters of a Response's output (text, refusals, call arguments): a usage estimate's base."""
-    total = 0
+def response_text(response: dict) -> TextCount:
+    """The output text of a Response (text, refusals, call names and arguments): an estimate's base."""
+    out = TextCount()
     for item in response.get("output") or []:
         if not isinstance(item, dict):
             continue
-        if isinstance(item.get("arguments"), str):
-            total += len(item["arguments"])
+        for name in ("name", "arguments"):
+            if item.get("type") == "function_call" and isinstance(item.get(name), str):
+                out.add(item[name])
         for part in item.get("content") or []:
             if isinstance(part, dict):
-                total += sum(len(part[k]) for k in ("text", "refusal") if isinstance(part.get(k), str))
-    return total
+                for k in ("text", "refusal"):
+                    if isinstance(part.get(k), str):
+                        out.add(part[k])
+    return out
 
 
 class NativeStream:
@@ -79,7 +83,11 @@ class NativeStream:
         kind = data.get("type")
         if kind in DELTAS and isinstance(data.get("delta"), str) and data["delta"]:
             self.tally.content_chunks += 1
-            self.tally.content_chars += len(data["delta"])
+            self.tally.delivered.add(data["delta"])
+        elif kind == "response.output_item.added" and isinstance(data.get("item"), dict):
+            name = data["item"].get("name")
+            if data["item"].get("type") == "function_call" and isinstance(name, str) and name:
+                self.tally.delivered.add(name)
         elif kind in TERMINAL:
             self.tally.done = True
             self.tally.usage = response_usage(data.get("response")) or self.tally.usage
@@ -91,7 +99,7 @@ class NativeStream:
             self.tally.error = str(data.get("message") or "upstream error")[:500]
         return event
 
-    def error(self, message: str, code: str) -> bytes:
+    def error(self, message: str, code: str, err_type: str = "upstream_error") -> bytes:
         self.last_sequence += 1
         return sse({"type": "error", "sequence_number": self.last_sequence, "code": code, "message": message,
                     "param": None})
@@ -120,10 +128,14 @@ class TranslatedStream:
         if usage is not None:
             self.tally.usage = usage
         out = self.events.feed(data)
-        if any(e["type"] in DELTAS for e in out):
+        deltas = [e["delta"] for e in out if e["type"] in DELTAS]
+        deltas += [e["item"]["name"] for e in out if e["type"] == "response.output_item.added"
+                   and e["item"]["type"] == "function_call" and e["item"]["name"]]
+        if deltas:
             self.tally.content_chunks += 1
-            self.tally.content_chars = self.events.delivered_chars
+            for d in deltas:
+                self.tally.delivered.add(d)
         return b"".join(sse(e) for e in out)
 
-    def error(self, message: str, code: str) -> bytes:
+    def error(self, message: str, code: str, err_type: str = "upstream_error") -> bytes:
         return b"" if self.events.ended else sse(self.events.error(message, code))

@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from tokens_forge.api.openai import chat, health, models, records, runs
+from tokens_forge.api.openai import chat, health, models, records, responses, runs
 
 router = APIRouter()
-for module in (chat, models, records, health, runs):
+for module in (chat, responses, models, records, health, runs):
     router.include_router(module.router)

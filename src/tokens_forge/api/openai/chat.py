@@ -40,6 +40,15 @@ async def chat_completions(request: Request, key: ApiKeyDep) -> Response:
     return await complete_chat(request, key)
 
 
+def story_options(request: Request) -> dict:
+    """The request headers every surface of the story takes: route preference, run, idempotency key."""
+    preference = (_header(request, "x-tf-route-preference") or "auto").lower()
+    if preference not in PREFERENCES:
+        raise InvalidRequest("X-TF-Route-Preference must be official, routed or auto", param="X-TF-Route-Preference")
+    return {"preference": preference, "run_id": _header(request, "x-tf-run-id", 64),
+            "idempotency_key": _header(request, "idempotency-key")}
+
+
 async def complete_chat(request: Request, key: AuthedKey) -> Response:
     state = request.app.state
     try:
@@ -48,8 +57,4 @@ async def complete_chat(request: Request, key: AuthedKey) -> Response:
         await refusals.record_refusal(state.pg, key, err, model=None, run_id=None)
         raise
     req = parse_chat_request(raw)
-    preference = (_header(request, "x-tf-route-preference") or "auto").lower()
-    if preference not in PREFERENCES:
-        raise InvalidRequest("X-TF-Route-Preference must be official, routed or auto", param="X-TF-Route-Preference")
-    return await handle_chat(state, key, req, raw, preference=preference, run_id=_header(request, "x-tf-run-id", 64),
-                             idempotency_key=_header(request, "idempotency-key"))
+    return await handle_chat(state, key, req, raw, **story_options(request))

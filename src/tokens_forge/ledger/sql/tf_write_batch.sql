@@ -108,9 +108,9 @@ BEGIN
     -- Opens: receipts, then the keys, runs and spend counters they count against.
     IF nop > 0 THEN
         INSERT INTO receipts (id, account_id, project_id, key_id, run_id, model, stream, route_kind, bucket,
-                              idempotency_key)
+                              idempotency_key, endpoint)
         SELECT x.receipt_id, x.account_id, x.project_id, x.key_id, x.run_id, x.model, coalesce(x.stream, false),
-               x.route_kind, x.bucket, x.idempotency_key
+               x.route_kind, x.bucket, x.idempotency_key, coalesce(x.endpoint, 'chat_completions')
           FROM unnest(oi) WITH ORDINALITY x WHERE x."create" ORDER BY x.ordinality;
         SELECT array_agg(k.id), array_agg(k.account_id), array_agg(k.project_id), array_agg(k.status = 'active'),
                array_agg(k.per_request_limit_micros), array_agg(k.daily_limit_micros), array_agg(k.total_limit_micros),
