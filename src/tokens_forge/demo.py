@@ -1,5 +1,6 @@
 """Seed the demo: an account funded in both buckets, a project, a key, and an `official` and a
-`routed` route for the model `demo-mini` pointing at the built-in mock upstream. Re-running
+`routed` route for the model `demo-mini` pointing at the built-in mock upstream (chat completions
+only: /v1/responses is translated onto them), and an embeddings model `demo-embed`. Re-running
 reuses the account and routes and makes a fresh key (a secret is only ever shown once)."""
 
 from __future__ import annotations
@@ -19,8 +20,14 @@ from tokens_forge.routing.schemas import PriceIn, RouteCreate, RouteUpdate
 
 ACTOR = "demo"
 DEMO_MODEL = "demo-mini"
-ROUTES = [("demo-official", "official", 1, PriceIn(input_per_mtok=150_000, output_per_mtok=600_000)),
-          ("demo-routed", "routed", 2, PriceIn(input_per_mtok=60_000, output_per_mtok=240_000))]
+EMBED_MODEL = "demo-embed"
+# (config name, model, kind, priority, price, the upstream APIs the route speaks)
+ROUTES = [("demo-official", DEMO_MODEL, "official", 1, PriceIn(input_per_mtok=150_000, output_per_mtok=600_000),
+           ["chat_completions"]),
+          ("demo-routed", DEMO_MODEL, "routed", 2, PriceIn(input_per_mtok=60_000, output_per_mtok=240_000),
+           ["chat_completions"]),
+          ("demo-embed", EMBED_MODEL, "official", 1, PriceIn(input_per_mtok=20_000, output_per_mtok=0),
+           ["embeddings"])]
 
 
 async def seed_demo(url: str, mock_base: str) -> str:
@@ -37,12 +44,12 @@ async def seed_demo(url: str, mock_base: str) -> str:
             if project is None:
                 project = await accounts.create_project(
                     session, ProjectCreate(account_id=account.id, name="demo"), ACTOR)
-            for name, kind, priority, price in ROUTES:
+            for name, model, kind, priority, price, apis in ROUTES:
                 existing = (await session.execute(select(Route).where(Route.config_name == name))).scalar_one_or_none()
                 if existing is None:
                     await routes.create_route(session, RouteCreate(
-                        model=DEMO_MODEL, kind=kind, base_url=mock_base, upstream_model="mock",
-                        upstream_api_key="sk-mock", price=price, priority=priority, timeout_s=30), ACTOR,
+                        model=model, kind=kind, base_url=mock_base, upstream_model="mock",
+                        upstream_api_key="sk-mock", price=price, priority=priority, timeout_s=30, apis=apis), ACTOR,
                         config_name=name)
                 else:
                     await routes.update_route(session, existing.id, RouteUpdate(base_url=mock_base), ACTOR)
