@@ -7,7 +7,7 @@ can list every allowed set: non-empty, no duplicates, nothing unknown. The API l
 it is sent. All three columns have constant defaults: adding them rewrites no table.
 
 Revision ID: 0007
-Revises: 0006
+Revises: 0008
 """
 from alembic import op
 
@@ -15,7 +15,7 @@ from tokens_forge.db import sqlfiles
 from tokens_forge.db.sql import run_script
 
 revision = "0007"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -40,13 +40,17 @@ log = logging.getLogger("tokens_forge")
 
 class BodyLimit:
     """Every request body, on every endpoint, is bounded by TF_MAX_BODY_BYTES: 413 request_too_large
-    before it is parsed (declared Content-Length) or as soon as the streamed body passes it."""
+    before it is parsed (declared Content-Length) or as soon as the streamed body passes it. The
+    request-story endpoints bound their bodies themselves, after authentication, so that a valid
+    key's body too large gets its `rejected` receipt (api/openai/chat.py read_client_body)."""
+
+    SELF_BOUNDED = frozenset({"/v1/responses", "/v1/embeddings"})
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in self.SELF_BOUNDED:
             return await self.app(scope, receive, send)
         message = f"the request body is larger than {self.limit} bytes"
         for name, value in scope["headers"]:

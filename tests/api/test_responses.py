@@ -60,7 +60,7 @@ async def test_create(app, client, admin, tenant, native):
     if not native:
         assert r.id == "resp_" + rid.removeprefix("rcpt_")  # the Response names its receipt
     led = ok(await client.get("/v1/wallet/ledger", params={"receipt_id": rid}, headers=t.auth))["data"]
-    assert sum(-e["amount_micros"] for e in led if e["kind"] == "settle") == receipt["total_charged_micros"]
+    assert -sum(e["amount_micros"] for e in led) == receipt["total_charged_micros"]  # the wallet: reserve, release
 
 
 @pytest.mark.parametrize("native", [False, True])
@@ -208,3 +208,13 @@ async def test_agents_sdk_runner_with_a_function_tool(app, client, tenant, strea
     rc = ok(await client.get(f"/v1/runs/{run['id']}/receipt", headers=t.auth))
     assert [(q["endpoint"], q["status"]) for q in rc["requests"]] == [("responses", "succeeded")] * 2
     assert rc["totals"]["matches_ledger"] is True and rc["totals"]["charged_micros"] > 0
+
+
+@pytest.mark.parametrize("path", ["/v1/responses", "/v1/embeddings"])
+async def test_a_body_too_large_is_a_rejected_receipt_of_its_endpoint(app, client, tenant, path):
+    t = await tenant(routed=None)
+    big = "x" * (app.state.settings.max_body_bytes + 1)
+    r = await client.post(path, content=big, headers={**t.auth, "content-type": "application/json"})
+    assert r.status_code == 413 and r.headers["x-should-retry"] == "false"
+    receipt = await receipt_of(client, t, r.headers["x-tf-receipt-id"])
+    assert (receipt["status"], receipt["endpoint"]) == ("rejected", path.rsplit("/", 1)[1])

@@ -49,12 +49,18 @@ def story_options(request: Request) -> dict:
             "idempotency_key": _header(request, "idempotency-key")}
 
 
-async def complete_chat(request: Request, key: AuthedKey) -> Response:
+async def read_client_body(request: Request, key: AuthedKey, endpoint: str = "chat_completions") -> bytes:
+    """The body of a valid key's request; a body too large is its refusal, and gets a receipt."""
     state = request.app.state
     try:
-        raw = await read_body(request, state.settings.max_body_bytes)
-    except RequestTooLarge as err:  # a valid key's refusal: it gets a receipt
-        await refusals.record_refusal(state.pg, key, err, model=None, run_id=None)
+        return await read_body(request, state.settings.max_body_bytes)
+    except RequestTooLarge as err:
+        await refusals.record_refusal(state.pg, key, err, model=None, run_id=None, endpoint=endpoint)
         raise
+
+
+async def complete_chat(request: Request, key: AuthedKey) -> Response:
+    state = request.app.state
+    raw = await read_client_body(request, key)
     req = parse_chat_request(raw)
     return await handle_chat(state, key, req, raw, **story_options(request))
