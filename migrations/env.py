@@ -20,7 +20,8 @@ def _url() -> str:
     if url is None:
         from tokens_forge.config import Settings
 
-        url = Settings().database_url
+        settings = Settings()  # migrations want PostgreSQL itself, not a transaction pooler
+        url = settings.database_direct_url or settings.database_url
     if not url:
         raise SystemExit("set TF_DATABASE_URL (or use `tokens-forge migrate`, which starts the embedded database)")
     return async_url(url)

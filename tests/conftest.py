@@ -1,8 +1,10 @@
 """Shared fixtures: one fresh PostgreSQL database per test session (the embedded pgserver, or the
-server named by TF_TEST_DATABASE_URL), migrated with Alembic; the app over ASGI, calling the mock
-upstream over real sockets with its own upstream client (the mock served by uvicorn in a thread,
-pinned to http://mock.test); a factory of funded tenants. The ledger is verified after every
-test that touched the app."""
+server named by TF_TEST_DATABASE_URL), migrated with Alembic; with TF_TEST_PGBOUNCER=1 the
+gateway reaches it through a real PgBouncer in transaction pooling mode (migrations and LISTEN
+on the direct URL, as in production); the app over ASGI, calling the mock upstream over real
+sockets with its own upstream client (the mock served by uvicorn in a thread, pinned to
+http://mock.test); a factory of funded tenants. The ledger is verified after every test that
+touched the app."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import secrets
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -42,8 +45,22 @@ def _server_url() -> str:
     return embedded_server(pgdata).get_uri("postgres")
 
 
+@dataclass(frozen=True)
+class SuiteDatabase:
+    url: str          # what the gateway connects to: PostgreSQL, or PgBouncer in front of it
+    direct_url: str   # PostgreSQL itself (migrations, LISTEN)
+    pooled: bool      # `url` is PgBouncer in transaction pooling mode
+
+    def env(self) -> dict[str, str]:
+        """The environment of a gateway process on this database."""
+        return {"TF_DATABASE_URL": self.url, "TF_DATABASE_DIRECT_URL": self.direct_url}
+
+
+THROUGH_PGBOUNCER = os.environ.get("TF_TEST_PGBOUNCER") == "1"
+
+
 @pytest.fixture(scope="session")
-def database_url():
+def database(tmp_path_factory):
     server = _server_url()
     name = "tf_test_" + uuid.uuid4().hex[:12]
     admin_url = plain_url(server)
@@ -56,10 +73,25 @@ def database_url():
             await conn.close()
 
     asyncio.run(run(f"CREATE DATABASE {name}"))
-    url = make_url(server).set(database=name).render_as_string(hide_password=False)
-    upgrade_head(url)
-    yield url
-    asyncio.run(run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    direct = make_url(server).set(database=name).render_as_string(hide_password=False)
+    upgrade_head(direct)
+    bouncer = None
+    if THROUGH_PGBOUNCER:
+        from tests.pgbouncer import PgBouncer
+
+        bouncer = PgBouncer(server, tmp_path_factory.mktemp("pgbouncer")).start()
+    try:
+        yield (SuiteDatabase(bouncer.url_for(direct), direct, True) if bouncer else SuiteDatabase(direct, direct, False))
+    finally:
+        if bouncer is not None:
+            bouncer.stop()
+        asyncio.run(run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture(scope="session")
+def database_url(database) -> str:
+    """The URL the gateway uses (PgBouncer's with TF_TEST_PGBOUNCER=1)."""
+    return database.url
 
 
 def make_settings(**over) -> Settings:
@@ -88,8 +120,9 @@ def mock_upstream_port():
 
 
 @pytest.fixture(scope="session")
-async def app(database_url, mock_upstream_port):
-    application = create_app(make_settings(database_url=database_url), db_url=database_url)
+async def app(database, mock_upstream_port):
+    application = create_app(make_settings(database_url=database.url, database_direct_url=database.direct_url),
+                             db_url=database.url)
     async with application.router.lifespan_context(application):
         await application.state.http.aclose()
         application.state.http = UpstreamClient(100, hosts={"mock.test": ("127.0.0.1", mock_upstream_port)})
@@ -239,7 +272,7 @@ class LiveGateway:
 
 
 @pytest.fixture(scope="session")
-def live_gateway(database_url, tmp_path_factory):
+def live_gateway(database, tmp_path_factory):
     """`tokens-forge serve --workers 2` against the test database, and the built-in mock upstream,
     both as real processes on free ports."""
     import subprocess
@@ -251,7 +284,7 @@ def live_gateway(database_url, tmp_path_factory):
     mock_log, log = d / "mock.log", d / "gateway.log"
     mock = subprocess.Popen([str(bin_dir / "tokens-forge"), "mock-upstream", "--port", str(mock_port)],
                             stdout=open(mock_log, "w"), stderr=subprocess.STDOUT)
-    env = {**os.environ, "TF_DATABASE_URL": database_url, "TF_ADMIN_TOKEN": ADMIN, "TF_DATA_DIR": str(d),
+    env = {**os.environ, **database.env(), "TF_ADMIN_TOKEN": ADMIN, "TF_DATA_DIR": str(d),
            "TF_SWEEP_INTERVAL_S": "1"}
     gw = subprocess.Popen([str(bin_dir / "tokens-forge"), "serve", "--port", str(port), "--workers", "2"],
                           cwd=d, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)

@@ -7,13 +7,16 @@ import os
 import secrets
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from tokens_forge.config import Settings, load_env_file
+
+if TYPE_CHECKING:
+    from tokens_forge.db.pooler import Database
 
 app = typer.Typer(help="Tokens Forge: an OpenAI-compatible LLM gateway with a spend guard.", no_args_is_help=True,
                   callback=load_env_file)
@@ -22,16 +25,19 @@ app.add_typer(ledger_app, name="ledger")
 console = Console()
 
 
-def _prepare(config: Path | None) -> tuple[Settings, str]:
-    """Resolve the database (starting the embedded one if needed), migrate, apply the config."""
+def _prepare(config: Path | None) -> tuple[Settings, Database]:
+    """Resolve the database (starting the embedded one if needed), migrate, apply the config.
+    The CLI's own jobs use its direct URL (PostgreSQL itself, never a pooler)."""
     from tokens_forge.db.migrate import upgrade_head
+    from tokens_forge.db.pooler import database_for
     from tokens_forge.db.resolve import database_url
 
     if config is not None:
         os.environ["TF_CONFIG"] = str(config.resolve())
     settings = Settings()
-    url = database_url(settings)
-    os.environ["TF_DATABASE_URL"] = url  # workers inherit the same database
+    db = database_for(settings, database_url(settings))
+    os.environ["TF_DATABASE_URL"] = db.url  # workers inherit the same database
+    url = db.direct_url  # DDL and one-off jobs: a session of their own, not a pooled connection
     upgrade_head(url)
     if settings.config is not None:
         from tokens_forge.configfile import ConfigError
@@ -42,7 +48,7 @@ def _prepare(config: Path | None) -> tuple[Settings, str]:
         except ConfigError as exc:
             console.print(f"[red]config error:[/red] {exc}")
             raise typer.Exit(2) from exc
-    return settings, url
+    return settings, db
 
 
 async def _apply_config(url: str, path: Path) -> list[str]:
@@ -93,15 +99,20 @@ def _serve(host: str, port: int, workers: int, log_level: str) -> None:
     os.execv(sys.executable, args)
 
 
-def _connection_budget(settings: Settings, url: str, workers: int) -> None:
+def _connection_budget(settings: Settings, db: Database, workers: int) -> None:
     """Measure the server once, before any worker opens a pool (each worker would count the
     others' connections as someone else's), and hand the budget and the worker count to the
-    workers; refuse to start (exit 2) when even the smallest pools do not fit."""
+    workers; refuse to start (exit 2) when even the smallest pools do not fit. Behind a pooler
+    there is nothing to measure: the pools are PgBouncer's clients (db/pooler.py)."""
     from tokens_forge.db.budget import ConnectionBudgetError, measure, serve_plan
     from tokens_forge.db.url import plain_url
 
+    if db.pooled:
+        console.print(f"PostgreSQL connections: through a pooler (PgBouncer's pool), {workers} worker(s) "
+                      "with one direct connection each for LISTEN", soft_wrap=True)
+        return
     try:
-        total, sizes, warnings = serve_plan(settings, asyncio.run(measure(plain_url(url))), workers)
+        total, sizes, warnings = serve_plan(settings, asyncio.run(measure(plain_url(db.url))), workers)
     except ConnectionBudgetError as exc:
         console.print(f"[red]connection budget:[/red] {exc.message}", soft_wrap=True)
         raise typer.Exit(2) from exc
@@ -119,8 +130,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000,
           config: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None) -> None:
     """Apply pending migrations, then serve the gateway."""
     _check_port(host, port)
-    settings, url = _prepare(config)
-    _connection_budget(settings, url, workers)
+    settings, db = _prepare(config)
+    _connection_budget(settings, db, workers)
     _serve(host, port, workers, settings.log_level)
 
 
@@ -129,8 +140,8 @@ def migrate() -> None:
     """Apply pending migrations to TF_DATABASE_URL (or the embedded database)."""
     from tokens_forge.db.url import redact
 
-    _, url = _prepare(None)
-    console.print(f"migrated {redact(url)}")
+    _, db = _prepare(None)
+    console.print(f"migrated {redact(db.direct_url)}")
 
 
 @app.command("mock-upstream")
@@ -151,10 +162,10 @@ def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
     os.environ["TF_MOCK_UPSTREAM"] = "1"
     if not os.environ.get("TF_ADMIN_TOKEN"):
         os.environ["TF_ADMIN_TOKEN"] = "adm-" + secrets.token_urlsafe(18)
-    settings, url = _prepare(None)
+    settings, db = _prepare(None)
     base = f"http://{host}:{port}"
-    secret = asyncio.run(_seed_demo(url, base + "/mock/v1"))
-    _connection_budget(settings, url, 1)
+    secret = asyncio.run(_seed_demo(db.direct_url, base + "/mock/v1"))
+    _connection_budget(settings, db, 1)
     _print_demo(base, secret, os.environ["TF_ADMIN_TOKEN"])
     _serve(host, port, 1, settings.log_level)
 
@@ -192,8 +203,8 @@ print(client.responses.create(model="demo-mini", input="hello", max_output_token
 @ledger_app.command("verify")
 def ledger_verify() -> None:
     """Recompute every balance from the transfers and check every invariant (exit 1 if any fails)."""
-    _, url = _prepare(None)
-    ok, checks = asyncio.run(_verify(url))
+    _, db = _prepare(None)
+    ok, checks = asyncio.run(_verify(db.direct_url))
     table = Table("check", "ok", "detail")
     for c in checks:
         table.add_row(c.name, "[green]yes[/green]" if c.ok else "[red]NO[/red]", c.detail)

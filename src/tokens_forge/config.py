@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -56,9 +57,17 @@ class Settings(BaseSettings):
                     "for (max_connections less reserved slots, other clients and a margin), measured by serve")
     workers: int = Field(default=1, ge=1, description="set by serve --workers for its workers: each takes an "
                                                       "equal share of the connection budget")
+    database_direct_url: str | None = Field(
+        default=None,
+        description="postgresql:// URL of PostgreSQL itself, for what needs a session of its own (LISTEN/NOTIFY, "
+                    "migrations, CLI tools) when TF_DATABASE_URL points at a transaction pooler; unset: TF_DATABASE_URL")
+    database_pooler: Literal["auto", "none", "pgbouncer"] = Field(
+        default="auto",
+        description="what TF_DATABASE_URL points at: `pgbouncer` (a pooler in transaction mode: no prepared "
+                    "statements kept), `none` (PostgreSQL), or `auto`: pgbouncer when TF_DATABASE_DIRECT_URL "
+                    "is set and differs from TF_DATABASE_URL")
 
-
-    @field_validator("database_url", "admin_token", "config", mode="before")
+    @field_validator("database_url", "admin_token", "config", "database_direct_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v

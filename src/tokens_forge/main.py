@@ -22,8 +22,8 @@ from tokens_forge.api.openai import router as openai_router
 from tokens_forge.api.openai.fastpath import ChatFastPath
 from tokens_forge.config import Settings
 from tokens_forge.console import router as console_router
-from tokens_forge.db.budget import worker_pools
 from tokens_forge.db.engine import make_engine, make_sessionmaker
+from tokens_forge.db.pooler import database_for, hot_pool_options, worker_pools_for
 from tokens_forge.db.resolve import database_url
 from tokens_forge.db.url import plain_url
 from tokens_forge.errors import RequestTooLarge
@@ -80,21 +80,24 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        url = db_url or database_url(settings)
-        pools, warnings = await worker_pools(settings, plain_url(url))
+        db = database_for(settings, db_url or database_url(settings))
+        pools, warnings = await worker_pools_for(db, settings)
         for warning in warnings:
             log.warning("connection budget: %s", warning)
         log.info("connection budget: %s", pools.describe())
-        engine = make_engine(url, pool_size=pools.engine_size, max_overflow=pools.engine_overflow)
+        engine = make_engine(db.url, pool_size=pools.engine_size, max_overflow=pools.engine_overflow,
+                             pooled=db.pooled)
         app.state.settings = settings
-        app.state.database_url = url
+        app.state.database = db
+        app.state.database_url = db.url
         app.state.engine = engine
         app.state.sessionmaker = make_sessionmaker(engine)
         # The hot path (auth, routes, reserve, settle) runs on a plain asyncpg pool: one round
-        # trip per phase with server-side prepared statements, no ORM in the way.
-        app.state.pg = await asyncpg.create_pool(plain_url(url), min_size=1, max_size=pools.hot,
+        # trip per phase with server-side prepared statements (two through a pooler, which keeps
+        # none), no ORM in the way.
+        app.state.pg = await asyncpg.create_pool(plain_url(db.url), min_size=1, max_size=pools.hot,
                                                  max_inactive_connection_lifetime=30, reset=_no_reset,
-                                                 server_settings={"application_name": "tokens-forge-hot"})
+                                                 **hot_pool_options(db.pooled))
         app.state.ledger_writer = LedgerWriter(durable_settle=settings.durable_settle,
                                                settle_retry_s=settings.settle_retry_s)
         app.state.jobs = set()
@@ -103,7 +106,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         app.state.keys = KeyCache(app.state.pg, settings.key_cache_ttl_s)
         app.state.routes = RouteCache(app.state.pg, ttl_s=1.0)
         app.state.http = UpstreamClient(settings.upstream_max_connections)
-        app.state.background = Background(app.state, url)
+        app.state.background = Background(app.state, db.listen_url)
         await app.state.background.start()
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # collector's way, so that a full collection walks the requests' objects only (a full

@@ -56,7 +56,8 @@ async def engine(app):
     """An engine of its own with a bounded pool: each reserve and resolve runs in its own
     transaction on its own connection, 20 at a time, without exhausting the connections of a
     server that other test sessions share."""
-    own = make_engine(app.state.database_url, pool_size=20, max_overflow=0)
+    db = app.state.database
+    own = make_engine(db.url, pool_size=20, max_overflow=0, pooled=db.pooled)
     yield own
     await own.dispose()
 

@@ -14,7 +14,7 @@ import os
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
@@ -175,14 +175,14 @@ AMOUNT = st.integers(0, 30_000)
 
 
 class LedgerMachine(RuleBasedStateMachine):
-    database_url: str = ""
+    database: Any = None  # the session's SuiteDatabase, set by the test
     open_holds = Bundle("open_holds")
     closed_holds = Bundle("closed_holds")
 
     def __init__(self) -> None:
         super().__init__()
         self.loop = asyncio.new_event_loop()
-        self.engine = make_engine(self.database_url, pool_size=2, max_overflow=0)
+        self.engine = make_engine(self.database.url, pool_size=2, max_overflow=0, pooled=self.database.pooled)
         self.t: Tenant | None = None
         self.o: Oracle | None = None
         self.attempt = 0
@@ -311,14 +311,14 @@ STATEFUL = settings(max_examples=100 if LONG else 25, stateful_step_count=40 if 
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
-def test_ledger_matches_oracle(database_url):
-    machine = type("Machine", (LedgerMachine,), {"database_url": database_url})
+def test_ledger_matches_oracle(database):
+    machine = type("Machine", (LedgerMachine,), {"database": database})
     run_state_machine_as_test(machine, settings=STATEFUL)
 
 
-def run_on_own_loop(database_url: str, body) -> T:
+def run_on_own_loop(database, body) -> T:
     async def main():
-        engine = make_engine(database_url, pool_size=10, max_overflow=0)
+        engine = make_engine(database.url, pool_size=10, max_overflow=0, pooled=database.pooled)
         try:
             return await body(engine)
         finally:
@@ -333,7 +333,7 @@ def run_on_own_loop(database_url: str, body) -> T:
 
 @settings(max_examples=50 if LONG else 10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(funds=st.integers(0, 150_000), amounts=st.lists(st.integers(1, 30_000), min_size=2, max_size=40))
-def test_shared_balance_race(database_url, funds, amounts):
+def test_shared_balance_race(database, funds, amounts):
     """Random concurrent reserves on one bucket: what is accepted fits the funds, a refusal is
     only ever for lack of money, and voiding everything restores the funds exactly."""
 
@@ -359,4 +359,4 @@ def test_shared_balance_race(database_url, funds, amounts):
                                                 status="voided")).resolved
         assert (await db_snapshot(engine, t))[0]["routed"] == (funds, 0)
 
-    run_on_own_loop(database_url, body)
+    run_on_own_loop(database, body)

@@ -71,9 +71,8 @@ async def test_settle_after_sweep_books_a_late_charge_once(app, client, tenant):
     assert w["buckets"]["credit"]["available_micros"] == 10_000_000 - 400
 
 
-def _start_gateway(database_url, d: Path, port: int, **env_over):
-    env = {**os.environ, "TF_DATABASE_URL": database_url, "TF_ADMIN_TOKEN": ADMIN, "TF_DATA_DIR": str(d),
-           **env_over}
+def _start_gateway(database, d: Path, port: int, **env_over):
+    env = {**os.environ, **database.env(), "TF_ADMIN_TOKEN": ADMIN, "TF_DATA_DIR": str(d), **env_over}
     log = d / f"gw-{port}.log"
     proc = subprocess.Popen([str(Path(sys.executable).parent / "tokens-forge"), "serve", "--port", str(port)],
                             cwd=d, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
@@ -81,12 +80,12 @@ def _start_gateway(database_url, d: Path, port: int, **env_over):
     return proc
 
 
-def test_sigkill_between_reserve_and_settle_is_recovered(database_url, live_gateway, tmp_path):
+def test_sigkill_between_reserve_and_settle_is_recovered(database, live_gateway, tmp_path):
     live = live_gateway
     t = live.tenant(official="slow:20000", timeout_s=30)
     port = free_port()
     # This process's sweeper is slow on purpose: another one must release what it owned.
-    proc = _start_gateway(database_url, tmp_path, port, TF_SWEEP_INTERVAL_S="3600")
+    proc = _start_gateway(database, tmp_path, port, TF_SWEEP_INTERVAL_S="3600")
     base = f"http://127.0.0.1:{port}"
 
     def call():
@@ -111,7 +110,7 @@ def test_sigkill_between_reserve_and_settle_is_recovered(database_url, live_gate
     proc.wait(10)
     th.join(10)
     # A new gateway (and the live one) sweep: the dead worker's hold is released exactly once.
-    proc2 = _start_gateway(database_url, tmp_path, free_port(), TF_SWEEP_INTERVAL_S="0.5",
+    proc2 = _start_gateway(database, tmp_path, free_port(), TF_SWEEP_INTERVAL_S="0.5",
                            TF_WORKER_DEAD_AFTER_S="3")
     try:
         deadline = time.time() + 60

@@ -6,6 +6,7 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+from tokens_forge.db.pooler import engine_connect_args
 from tokens_forge.db.url import async_url
 
 
@@ -19,7 +20,8 @@ class _NoRowLogging(logging.Filter):
 _NO_ROWS = _NoRowLogging()
 
 
-def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 20) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 20, pooled: bool = False) -> AsyncEngine:
+    """`pooled`: `url` is a transaction pooler (PgBouncer), see db/pooler.py."""
     logging.getLogger("sqlalchemy.engine.Engine").addFilter(_NO_ROWS)  # adding the same filter twice is a no-op
     return create_async_engine(
         async_url(url),
@@ -28,7 +30,7 @@ def make_engine(url: str, *, pool_size: int = 20, max_overflow: int = 20) -> Asy
         max_overflow=max_overflow,
         pool_pre_ping=True,
         pool_recycle=1800,
-        connect_args={"server_settings": {"application_name": "tokens-forge", "timezone": "UTC"}},
+        connect_args=engine_connect_args(pooled),
     )
 
 

@@ -23,9 +23,9 @@ CHANNEL = "tf_run_control"
 
 
 class Background:
-    def __init__(self, state: AppState, url: str):
+    def __init__(self, state: AppState, url: str | None):
         self.state = state
-        self.url = url
+        self.url = url  # a direct connection for LISTEN (never a transaction pooler); None: poll only
         state.flights = FlightRegistry()
         state.health = RouteHealth(state.engine)
         self._tasks: list[asyncio.Task] = []
@@ -38,8 +38,9 @@ class Background:
             asyncio.create_task(self._every(self.state.settings.sweep_interval_s, self._sweep), name="sweeper"),
             asyncio.create_task(self._every(2.0, self.state.health.refresh), name="health"),
             asyncio.create_task(self._every(1.0, self._poll_cancelled_runs), name="run-poll"),
-            asyncio.create_task(self._listen(), name="run-listen"),
         ]
+        if self.url is not None:
+            self._tasks.append(asyncio.create_task(self._listen(), name="run-listen"))
 
     async def stop(self) -> None:
         for t in self._tasks:
