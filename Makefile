@@ -27,8 +27,12 @@ agent-sdk: $(BIN)/.installed
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests bench examples
 
+# The second run: the core, guard and runs suites through a real PgBouncer in transaction pooling
+# mode (tests/pgbouncer.py), as large deployments run the gateway (SPEC §10). The long property
+# runs (TF_LONG_TESTS=1) were the first run's: the pooler changes connections, not the ledger's SQL.
 test: lint
 	$(BIN)/pytest -q
+	TF_TEST_PGBOUNCER=1 TF_LONG_TESTS=0 $(BIN)/pytest -q tests/pipeline tests/ledger tests/runs
 
 bench: $(BIN)/.installed
 	bash bench/run.sh
