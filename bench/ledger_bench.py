@@ -8,7 +8,12 @@ concurrencies. The tenants are made with the
 project's own services, so their rows look like real ones; the ledger verifier runs at the end:
 the benchmark must leave the books balanced.
 
+`--through direct,pgbouncer` measures every cell twice: on PostgreSQL directly, and through a
+PgBouncer 1.18 in transaction pooling mode that the script starts in front of the same server
+(tests/pgbouncer.py), its pool set up as the gateway sets it up then (no prepared statements kept).
+
 Usage: python bench/ledger_bench.py DATABASE_URL OUT_JSON [--seconds 4] [--conc 1,16,64] [--keys 100]
+                                    [--through direct,pgbouncer]
 """
 
 from __future__ import annotations
@@ -16,16 +21,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import asyncpg
 
 from tokens_forge.accounts import service as accounts
 from tokens_forge.accounts.schemas import AccountCreate, ProjectCreate
 from tokens_forge.db.engine import make_engine, make_sessionmaker
+from tokens_forge.db.pooler import hot_pool_options
 from tokens_forge.db.url import plain_url
 from tokens_forge.guard.money import Charge
 from tokens_forge.ids import new_id
@@ -131,9 +140,10 @@ def tenant_for(tenants: list[Tenant], worker: int, conc: int) -> Callable[[], Te
     return next_tenant
 
 
-async def cell(url: str, route: RouteInfo, tenants: list[Tenant], conc: int, seconds: float) -> dict:
+async def cell(url: str, route: RouteInfo, tenants: list[Tenant], conc: int, seconds: float,
+               pooled: bool = False) -> dict:
     # One connection per worker, opened before the clock starts (the gateway's pool is warm too).
-    pg = await asyncpg.create_pool(url, min_size=conc, max_size=conc)
+    pg = await asyncpg.create_pool(url, min_size=conc, max_size=conc, **hot_pool_options(pooled))
     writer = LedgerWriter(durable_settle=False)
     try:
         workers = []
@@ -148,6 +158,15 @@ async def cell(url: str, route: RouteInfo, tenants: list[Tenant], conc: int, sec
 
 # -- main --------------------------------------------------------------------------------------
 
+def start_pgbouncer(database_url: str, workdir: Path, pool_size: int = 20):
+    """A PgBouncer in transaction pooling mode in front of database_url's server (the tests' own
+    launcher: this script runs from a checkout)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.pgbouncer import PgBouncer
+
+    return PgBouncer(database_url, workdir, pool_size=pool_size).start()
+
+
 async def run(args: argparse.Namespace) -> dict:
     url = plain_url(args.database_url)
     engine = make_engine(args.database_url, pool_size=2, max_overflow=0)
@@ -158,12 +177,24 @@ async def run(args: argparse.Namespace) -> dict:
     route = await make_route(sessionmaker, pg)
     await pg.close()
     rows = []
-    for label, tenants in (("1 hot key", hot), (f"{args.keys} keys", many)):
-        for conc in args.conc:
-            row = {"keys": label, "conc": conc, **await cell(url, route, tenants, conc, args.seconds)}
-            print(f"ledger: {label:9} conc={conc:3} {row['pairs_per_s']:8.1f} pairs/s p50={row['p50_ms']:.2f}ms "
-                  f"p99={row['p99_ms']:.2f}ms errors={sum(row['errors'].values())}", flush=True)
-            rows.append(row)
+    with tempfile.TemporaryDirectory(prefix="tf-bench-pgbouncer-") as tmp:
+        bouncer = start_pgbouncer(args.database_url, Path(tmp)) if "pgbouncer" in args.through else None
+        try:
+            # direct and pgbouncer cells of one shape run back to back: a shared machine's load
+            # then weighs on both alike
+            for label, tenants in (("1 hot key", hot), (f"{args.keys} keys", many)):
+                for conc in args.conc:
+                    for through in args.through:
+                        target = plain_url(bouncer.url_for(args.database_url)) if through == "pgbouncer" else url
+                        row = {"through": through, "keys": label, "conc": conc,
+                               **await cell(target, route, tenants, conc, args.seconds, through == "pgbouncer")}
+                        print(f"ledger: {through:9} {label:9} conc={conc:3} {row['pairs_per_s']:8.1f} pairs/s "
+                              f"p50={row['p50_ms']:.2f}ms p99={row['p99_ms']:.2f}ms "
+                              f"errors={sum(row['errors'].values())}", flush=True)
+                        rows.append(row)
+        finally:
+            if bouncer is not None:
+                bouncer.stop()
     async with engine.connect() as conn:
         ok, checks = await verify(conn, sweep_interval_s=5.0)
     await engine.dispose()
@@ -177,6 +208,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--conc", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16, 64])
     parser.add_argument("--keys", type=int, default=100)
+    parser.add_argument("--through", type=lambda s: s.split(","), default=["direct"],
+                        help="direct, pgbouncer, or both: direct,pgbouncer")
     args = parser.parse_args()
     result = asyncio.run(run(args))
     with open(args.out, "w") as f:

@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pyspy_summary import summarize
+from report_scale import section_pgbouncer
 
 BENCH = Path(__file__).resolve().parent
 TARGETS = ("direct", "gateway", "gateway2", "litellm")
@@ -267,7 +268,7 @@ def section_ledger(ledger: dict | None) -> list[str]:
               "(`LedgerWriter`, as in one gateway worker), for 4 s. *100 keys* are 100 keys "
               "in 100 accounts, no two loops on one key at a time. Latency in ms, per pair.", ""]
     rows = [[c["keys"], str(c["conc"]), f"{c['pairs_per_s']:.0f}", ms(c["p50_ms"]), ms(c["p99_ms"]),
-             str(sum(c["errors"].values()))] for c in ledger["cells"]]
+             str(sum(c["errors"].values()))] for c in ledger["cells"] if c.get("through", "direct") == "direct"]
     lines += table(["keys", "connections", "pairs/s", "p50", "p99", "errors"], rows)
     v = ledger["verify"]
     failed = [c["name"] for c in v["checks"] if not c["ok"]]
@@ -394,6 +395,7 @@ def render(results: Path, elapsed: str | None) -> str:
     lines += section_wrk(cells, duration)
     lines += section_litellm(litellm)
     lines += section_ledger(load_json(results / "ledger.json"))
+    lines += section_pgbouncer(load_json(results / "ledger.json"), load_json(results / "pooler_cost.json"))
     lines += section_upstream_clients(load_json(results / "upstream_clients.json"))
     lines += section_streams(load_json(results / "streams.json"))
     lines += section_export(load_json(results / "export.json"))

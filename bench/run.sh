@@ -10,7 +10,8 @@
 #   5. the CPU per call of the upstream HTTP clients (httpx, aiohttp), then py-spy profiles of the
 #      gateway under load
 #   6. memory for 1,000 concurrent slow streams through the gateway with 2 workers
-#   7. the reserve+settle microbenchmark, then the ledger verifier over everything
+#   7. the reserve+settle microbenchmark (directly and through PgBouncer), what the pooler costs one
+#      call (bench/pooler_cost.py), then the ledger verifier over everything
 #   8. a 1,000,000-row usage export (CSV, JSON Lines) on its own fresh database: the worker's peak RSS
 #
 # Everything listens on 127.0.0.1 only; every process started here is stopped on exit.
@@ -91,10 +92,11 @@ wait_http() {  # wait_http URL SECONDS [NAME]: until URL answers 2xx
 # -- installs ---------------------------------------------------------------------------------
 
 ensure_apt() {
-  command -v nginx >/dev/null && command -v wrk >/dev/null && command -v curl >/dev/null && return
-  log "installing nginx, wrk, curl (apt)"
-  apt-get install -y -qq nginx-light wrk curl >/dev/null 2>&1 ||
-    { apt-get update -qq && apt-get install -y -qq nginx-light wrk curl >/dev/null; }
+  command -v nginx >/dev/null && command -v wrk >/dev/null && command -v curl >/dev/null &&
+    { command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ]; } && return
+  log "installing nginx, wrk, curl, pgbouncer (apt)"
+  apt-get install -y -qq nginx-light wrk curl pgbouncer >/dev/null 2>&1 ||
+    { apt-get update -qq && apt-get install -y -qq nginx-light wrk curl pgbouncer >/dev/null; }
   # Debian may start the system nginx on install: this bench never uses it.
 }
 
@@ -311,8 +313,12 @@ main() {
 
   log "reserve+settle microbenchmark"
   vacuum_db
-  "$PY" "$BENCH/ledger_bench.py" "$DATABASE_URL" "$RESULTS/ledger.json" --conc "${BENCH_LEDGER_CONC:-1,16,64}" ||
+  # each cell on PostgreSQL directly and through a PgBouncer in transaction pooling mode (SPEC §10)
+  "$PY" "$BENCH/ledger_bench.py" "$DATABASE_URL" "$RESULTS/ledger.json" --conc "${BENCH_LEDGER_CONC:-1,16,64}" \
+    --through direct,pgbouncer ||
     log "reserve+settle benchmark failed (it calls ledger.attempts directly: has its API changed?)"
+  log "what the pooler costs one call (prepared statements off, PgBouncer's hop)"
+  "$PY" "$BENCH/pooler_cost.py" "$DATABASE_URL" "$RESULTS/pooler_cost.json" || log "pooler cost benchmark failed"
 
   if [[ ${BENCH_SKIP_EXPORT:-0} == 1 ]]; then
     log "usage export: skipped (BENCH_SKIP_EXPORT=1)"
