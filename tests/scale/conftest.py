@@ -26,9 +26,9 @@ from tests.pgbouncer import PgBouncer
 from tokens_forge.db.url import plain_url
 
 HOSTS = 3
-# A dead host's holds expire soon after its last extension (today's sweeper: TF_HOLD_TTL_S plus
-# the route's timeout); a live stream extends its hold every TF_HOLD_TTL_S / 3.
-HOLD_TTL_S = 3
+# A host's holds are owned by its live worker (a heartbeat row): silent this long, it is dead and
+# the others' sweepers release what it owned.
+HEARTBEAT_S, DEAD_AFTER_S = 0.5, 3
 
 
 @dataclass
@@ -103,7 +103,8 @@ def cluster(tmp_path_factory):
                                 stdout=open(mock_log, "w"), stderr=subprocess.STDOUT)
         procs.append(mock)
         env = {**os.environ, "TF_DATABASE_URL": bouncer.url_for(direct), "TF_DATABASE_DIRECT_URL": direct,
-               "TF_ADMIN_TOKEN": ADMIN, "TF_SWEEP_INTERVAL_S": "0.5", "TF_HOLD_TTL_S": str(HOLD_TTL_S)}
+               "TF_ADMIN_TOKEN": ADMIN, "TF_SWEEP_INTERVAL_S": "0.5",
+               "TF_WORKER_HEARTBEAT_S": str(HEARTBEAT_S), "TF_WORKER_DEAD_AFTER_S": str(DEAD_AFTER_S)}
         hosts = []
         for i in range(HOSTS):
             port, home = free_port(), d / f"host{i}"
