@@ -119,7 +119,7 @@ async def test_holds_of_a_killed_host_are_released_once_by_the_others(cluster):
                count(*) FILTER (WHERE c.kind = 'wallet') AS given, coalesce(sum(t.amount) FILTER (WHERE c.kind = 'wallet'), 0) AS given_sum
           FROM holds h JOIN transfers t ON t.hold_id = h.id
           JOIN ledger_accounts d ON d.id = t.debit_account_id JOIN ledger_accounts c ON c.id = t.credit_account_id
-         WHERE h.receipt_id = ANY($1) GROUP BY h.id""", receipts)
+         WHERE h.receipt_id = ANY($1) GROUP BY h.id, h.account_id""", receipts)
     assert len(holds) == len(receipts), holds
     for h in holds:
         # out of the wallet once, back into it once, all of it: nothing charged, nothing released twice

@@ -52,7 +52,7 @@ def fingerprint(raw: bytes, preference: str, run_id: str | None, endpoint: str =
 _CLAIM = text("""
     INSERT INTO idempotency_keys (key_id, idempotency_key, account_id, fingerprint, owner_id, locked_until)
     VALUES (:k, :i, :a, :f, :o, now() + make_interval(secs => :lock))
-    ON CONFLICT (key_id, idempotency_key) DO NOTHING RETURNING 1""")
+    ON CONFLICT (key_id, idempotency_key, account_id) DO NOTHING RETURNING 1""")
 _EXISTING = text("""
     SELECT ik.fingerprint, ik.status, ik.response_status, ik.response_headers, ik.response_body, ik.receipt_id,
            CASE WHEN ik.owner_id IS NULL THEN ik.locked_until < now() ELSE tf_owner_gone(ik.owner_id, :dead) END

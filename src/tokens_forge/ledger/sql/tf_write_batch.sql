@@ -135,7 +135,7 @@ BEGIN
         INSERT INTO spend_counters (account_id, scope, owner_id, period)
         SELECT t.a, t.s, t.o, t.pr FROM unnest(w_acct, w_scope, w_owner, w_period) WITH ORDINALITY t(a, s, o, pr, n)
          ORDER BY t.n
-        ON CONFLICT (scope, owner_id, period) DO NOTHING;
+        ON CONFLICT (scope, owner_id, period, account_id) DO NOTHING;
         FOR j IN 1 .. coalesce(array_length(w_scope, 1), 0) LOOP  -- each through the unique index
             w_names := w_names || (w_scope[j] || '|' || w_owner[j] || '|' || w_period[j]);
             w_ids := w_ids || (SELECT sc.id FROM spend_counters sc
