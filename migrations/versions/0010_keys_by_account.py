@@ -20,7 +20,7 @@ its key and the transfers' references to it stay by id until those become per ac
 audit log, the worker heartbeats and the console sessions are not an account's rows.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0007
 """
 from alembic import op
 
@@ -28,12 +28,12 @@ from tokens_forge.db import sqlfiles
 from tokens_forge.db.sql import run_script
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
 FILES = {
-    "tf_write_batch": "f11bc424396b7862",  # ON CONFLICT on the counters' new unique key
+    "tf_write_batch": "889394355bfe20a5",  # ON CONFLICT on the counters' new unique key
 }
 
 UPGRADE = """
