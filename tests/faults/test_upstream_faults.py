@@ -280,7 +280,7 @@ def test_long_many_faults_at_once_across_both_workers(live_gateway, fault_upstre
         assert ans.elapsed < 60
     for t in tenants:
         usage = ok(httpx.get(live.base + "/v1/usage", params={"limit": 500}, headers=t.auth))["data"]
-        assert len(usage) == 8
+        assert len({u["receipt_id"] for u in usage}) == 8  # a fallback across buckets is a row per bucket
         for u in usage:
             rc = settled_receipt(live, t, u["receipt_id"])
             assert rc["status"] != "pending", rc

@@ -41,27 +41,35 @@ _KIND_OF_BUCKET = "CASE u.bucket WHEN 'credit' THEN 'official' WHEN 'routed' THE
 
 # Per receipt, one row per bucket that the ledger charged or whose attempts reported tokens, plus
 # the receipt's own bucket (so a request that cost nothing, or was refused before a route was
-# chosen, still has its one row).
+# chosen, still has its one row). Set-based: the receipts are chosen first (through their
+# (account, created_at, id) index, newest first, at most {receipt_limit} of them for a page), then
+# their charges and attempts are summed per bucket in one pass each. A page needs no more receipts
+# than rows (each has at least one row) plus the one the cursor stops inside; a bucket or kind
+# filter may drop receipts' rows, so then every receipt of the other filters is read.
 USAGE_SQL = """
+WITH rr AS (
+  SELECT r.* FROM receipts r
+   WHERE true""" + _COMMON.format(t="r", ts="r.created_at", model="r.model", run="r.run_id", key="r.key_id") + """
+     AND (CAST(:status AS TEXT) IS NULL OR r.status = :status)
+     AND (CAST(:c_at AS TIMESTAMPTZ) IS NULL OR (r.created_at, r.id) <= (:c_at, split_part(:c_id, '#', 1)))
+   ORDER BY r.created_at DESC, r.id DESC {receipt_limit}),
+u AS (
+  SELECT x.receipt_id, x.bucket, sum(x.charged)::bigint AS charged_micros, sum(x.pt)::bigint AS prompt_tokens,
+         sum(x.ct)::bigint AS completion_tokens, sum(x.n)::int AS attempts
+    FROM (SELECT c.receipt_id, c.bucket, c.amount AS charged, 0 AS pt, 0 AS ct, 0 AS n
+            FROM (""" + CHARGE_TRANSFERS + """) c JOIN rr ON rr.id = c.receipt_id AND rr.account_id = c.account_id
+          UNION ALL
+          SELECT a.receipt_id, a.bucket, 0, a.prompt_tokens, a.completion_tokens, 1
+            FROM attempts a JOIN rr ON rr.id = a.receipt_id AND rr.account_id = a.account_id
+          UNION ALL
+          SELECT rr.id, rr.bucket, 0, 0, 0, 0 FROM rr) x
+   GROUP BY x.receipt_id, x.bucket)
 SELECT r.id AS receipt_id, r.created_at, r.model, """ + _KIND_OF_BUCKET + """ AS route_kind, u.bucket,
        r.status, u.prompt_tokens, u.completion_tokens, u.charged_micros, r.run_id, r.key_id, r.project_id,
        u.attempts, r.usage_estimated, r.reason, r.id || '#' || coalesce(u.bucket, '') AS sort_id
-  FROM receipts r
- CROSS JOIN LATERAL (
-   SELECT x.bucket, sum(x.charged)::bigint AS charged_micros, sum(x.pt)::bigint AS prompt_tokens,
-          sum(x.ct)::bigint AS completion_tokens, sum(x.n)::int AS attempts
-     FROM (SELECT c.bucket, c.amount AS charged, 0 AS pt, 0 AS ct, 0 AS n
-             FROM (""" + CHARGE_TRANSFERS + """) c
-            WHERE c.account_id = r.account_id AND c.receipt_id = r.id
-           UNION ALL
-           SELECT a.bucket, 0, a.prompt_tokens, a.completion_tokens, 1 FROM attempts a WHERE a.receipt_id = r.id
-           UNION ALL
-           SELECT r.bucket, 0, 0, 0, 0) x
-    GROUP BY x.bucket
-   HAVING x.bucket IS NOT DISTINCT FROM r.bucket OR sum(x.charged) > 0 OR sum(x.pt + x.ct) > 0) u
- WHERE true""" + _COMMON.format(t="r", ts="r.created_at", model="r.model", run="r.run_id", key="r.key_id") + \
-    _KIND_BUCKET.format(kind=_KIND_OF_BUCKET, bucket="u.bucket") + """
-   AND (CAST(:status AS TEXT) IS NULL OR r.status = :status)
+  FROM rr r JOIN u ON u.receipt_id = r.id
+ WHERE (u.bucket IS NOT DISTINCT FROM r.bucket OR u.charged_micros > 0 OR u.prompt_tokens + u.completion_tokens > 0)
+""" + _KIND_BUCKET.format(kind=_KIND_OF_BUCKET, bucket="u.bucket") + """
    AND (CAST(:c_at AS TIMESTAMPTZ) IS NULL OR (r.created_at, r.id || '#' || coalesce(u.bucket, '')) < (:c_at, :c_id))
  ORDER BY r.created_at DESC, sort_id DESC"""
 
@@ -106,6 +114,11 @@ SUMMARY_COLUMNS = ["group", "bucket", "requests", "prompt_tokens", "completion_t
 def statement(sql: str, filters: RecordFilters, cursor: tuple[datetime, str] | None, limit: int | None):
     params = filters.params()
     params.update({"c_at": cursor[0] if cursor else None, "c_id": cursor[1] if cursor else ""})
+    if "{receipt_limit}" in sql:
+        pre = limit is not None and filters.route_kind is None and filters.bucket is None
+        sql = sql.replace("{receipt_limit}", "LIMIT :receipt_limit" if pre else "")
+        if pre:
+            params["receipt_limit"] = limit + 1
     if limit is not None:
         sql += " LIMIT :limit"
         params["limit"] = limit
