@@ -9,7 +9,10 @@ touched the app."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import os
+import re
 import secrets
 import threading
 import time
@@ -28,11 +31,16 @@ from tokens_forge.db.migrate import upgrade_head
 from tokens_forge.db.url import plain_url
 from tokens_forge.main import create_app
 from tokens_forge.mock.upstream import create_mock_app
+from tokens_forge.observability.logs import JsonFormatter
 from tokens_forge.upstream.transport import UpstreamClient
 
 ADMIN = "adm-test-" + secrets.token_hex(6)
 MOCK_BASE = "http://mock.test/v1"
 PRICE = {"input_per_mtok": 1_000_000, "output_per_mtok": 2_000_000}  # 1 micro per input token, 2 per output
+
+
+# Every key secret a test was given: no log line may hold one (or its hash).
+SECRETS_SEEN: set[str] = set()
 
 
 def _server_url() -> str:
@@ -143,6 +151,42 @@ async def admin(app):
         yield c
 
 
+class LogCapture(logging.Handler):
+    """Every log record of the in-process suite, as the gateway's JSON formatter writes it."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+# What must never be in a log line: secrets (admin token, upstream keys, key secrets and their
+# hashes) and what clients and upstreams said (the tests' prompts, the mock's answers, a body).
+LEAK_PATTERNS = (re.escape(ADMIN), r"sk-upstream-secret", r"sk-rotated-", r"\btf-[A-Za-z0-9_-]{40,}",
+                 r"hello world", r"w0 w1 w2", r'\\?"role\\?": ?\\?"user')
+
+
+def leaks_in(text: str, secrets: set[str] = frozenset()) -> list[str]:
+    found = [p for p in LEAK_PATTERNS if re.search(p, text)]
+    found += [f"key secret {s[:6]}…" for s in secrets if s in text]
+    found += [f"hash of key secret {s[:6]}…" for s in secrets if hashlib.sha256(s.encode()).hexdigest() in text]
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def suite_logs():
+    """The whole in-process suite's logs: at the end, none may hold a secret, a prompt or an answer."""
+    handler = LogCapture()
+    logging.getLogger().addHandler(handler)
+    yield handler
+    logging.getLogger().removeHandler(handler)
+    leaks = leaks_in("\n".join(handler.lines), SECRETS_SEEN)
+    assert not leaks, f"the suite's logs hold {leaks}"
+
+
 def ok(r: httpx.Response, *codes: int) -> dict:
     codes = codes or (200, 201)
     assert r.status_code in codes, f"{r.request.method} {r.request.url} -> {r.status_code}: {r.text[:800]}"
@@ -198,6 +242,7 @@ class Tenant:
     def __init__(self, model, account, project, routes, key):
         self.model, self.account, self.project, self.routes, self.key = model, account, project, routes, key
         self.secret = key["secret"]
+        SECRETS_SEEN.add(self.secret)
         self.auth = {"Authorization": f"Bearer {self.secret}"}
 
     def chat(self, **over) -> dict:

@@ -90,6 +90,11 @@ def _serve(host: str, port: int, workers: int, log_level: str) -> None:
     """Replace this process with uvicorn's own: the process that supervises the workers then holds
     uvicorn alone, not the CLI, the migrations and the config loader (tens of MiB less resident
     memory; the PID and the environment, TF_DATABASE_URL included, stay the same)."""
+    from tokens_forge.observability.metrics import prepare_multiproc_dir
+
+    # Before any worker imports prometheus-client: the directory where all of them keep their
+    # metrics, so that a scrape of any worker adds up every worker's series.
+    prepare_multiproc_dir(os.environ)
     sys.stdout.flush()
     sys.stderr.flush()
     args = [sys.executable, "-m", "uvicorn", "tokens_forge.main:app_factory", "--factory", "--host", host,

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -67,7 +67,25 @@ class Settings(BaseSettings):
                     "statements kept), `none` (PostgreSQL), or `auto`: pgbouncer when TF_DATABASE_DIRECT_URL "
                     "is set and differs from TF_DATABASE_URL")
 
-    @field_validator("database_url", "admin_token", "config", "database_direct_url", mode="before")
+    # Operating it (SPEC §11). The OTEL_* and PROMETHEUS_* names are those the tools' own
+    # documentation uses, so they are read without the TF_ prefix.
+    metrics_token: str | None = Field(default=None, description="bearer token /metrics requires (unset: none)")
+    otel_exporter_otlp_endpoint: str | None = Field(
+        default=None, validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_ENDPOINT", "otel_exporter_otlp_endpoint"),
+        description="OTLP/HTTP base URL (spans go to <it>/v1/traces); unset with the next one: no tracing")
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "otel_exporter_otlp_traces_endpoint"),
+        description="the full OTLP/HTTP URL of spans, when it is not <OTEL_EXPORTER_OTLP_ENDPOINT>/v1/traces")
+    otel_service_name: str = Field(default="tokens-forge",
+                                   validation_alias=AliasChoices("OTEL_SERVICE_NAME", "otel_service_name"))
+    prometheus_multiproc_dir: str | None = Field(
+        default=None, validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"),
+        description="the workers' metric files (`serve` makes a fresh one); unset: this process's metrics only")
+
+    @field_validator("database_url", "admin_token", "config", "database_direct_url", "metrics_token",
+                     "otel_exporter_otlp_endpoint", "otel_exporter_otlp_traces_endpoint", "prometheus_multiproc_dir",
+                     mode="before")
     @classmethod
     def _empty_is_unset(cls, v: object) -> object:
         return None if isinstance(v, str) and not v.strip() else v

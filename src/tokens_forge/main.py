@@ -18,6 +18,7 @@ from tokens_forge.api import errors
 from tokens_forge.api.admin import router as admin_router
 from tokens_forge.api.errors import FastJSONResponse
 from tokens_forge.api.health import router as health_router
+from tokens_forge.api.metrics import router as metrics_router
 from tokens_forge.api.openai import router as openai_router
 from tokens_forge.api.openai.fastpath import ChatFastPath
 from tokens_forge.config import Settings
@@ -30,12 +31,19 @@ from tokens_forge.errors import RequestTooLarge
 from tokens_forge.keys.auth import KeyCache
 from tokens_forge.ledger.workers import Worker
 from tokens_forge.ledger.writer import LedgerWriter
+from tokens_forge.observability import Observability
+from tokens_forge.observability.middleware import ObservedRequests
 from tokens_forge.pipeline.background import Background
 from tokens_forge.routing.cache import RouteCache
 from tokens_forge.state import AppState
 from tokens_forge.upstream.transport import UpstreamClient
 
 log = logging.getLogger("tokens_forge")
+# FastAPI's own OpenTelemetry spans, metrics and logs stay off: the gateway reports its requests
+# itself (observability/), the chat fast path included, and FastAPI's logs could hold request
+# bodies. Off, FastAPI's per-request check of its providers short-circuits too.
+NO_FRAMEWORK_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+                          "auto_configure": False}
 
 
 class BodyLimit:
@@ -77,6 +85,7 @@ async def _no_reset(_conn: asyncpg.Connection) -> None:
 
 def create_app(settings: Settings | None = None, db_url: str | None = None) -> FastAPI:
     settings = settings or Settings()
+    obs = Observability(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -88,6 +97,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         engine = make_engine(db.url, pool_size=pools.engine_size, max_overflow=pools.engine_overflow,
                              pooled=db.pooled)
         app.state.settings = settings
+        app.state.obs = obs
         app.state.database = db
         app.state.database_url = db.url
         app.state.engine = engine
@@ -127,15 +137,18 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
             await app.state.http.aclose()
             await app.state.pg.close()
             await engine.dispose()
+            obs.close()
 
     app = FastAPI(title="Tokens Forge", version=__version__, lifespan=lifespan,
-                  default_response_class=FastJSONResponse,
+                  default_response_class=FastJSONResponse, telemetry=NO_FRAMEWORK_TELEMETRY,
                   description="An OpenAI-compatible LLM gateway with a spend guard and a double-entry ledger.")
     app.state = AppState()  # type: ignore[assignment]  # typed: see tokens_forge.state
     errors.install(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    app.add_middleware(ChatFastPath, owner=app)  # outermost: chat completions skip the rest
+    app.add_middleware(ChatFastPath, owner=app)  # chat completions skip the rest
+    app.add_middleware(ObservedRequests, obs=obs)  # outermost: every request is measured and logged
     app.include_router(health_router)
+    app.include_router(metrics_router)
     app.include_router(openai_router)
     app.include_router(admin_router)
     app.include_router(console_router)

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from tokens_forge.keys.auth import KeyCache
     from tokens_forge.ledger.workers import Worker
     from tokens_forge.ledger.writer import LedgerWriter
+    from tokens_forge.observability import Observability
     from tokens_forge.pipeline.background import Background
     from tokens_forge.routing.cache import RouteCache
     from tokens_forge.routing.health import RouteHealth
@@ -37,6 +38,7 @@ class AppState:
     background: Background
     flights: FlightRegistry                  # this worker's requests in flight per run
     health: RouteHealth
+    obs: Observability                       # metrics, traces and the request log (SPEC §11)
     profiles: ProfileBook | None = None      # made on first use (runs.profiles)
     jobs: set[asyncio.Task]                  # writes that outlive their request (kept while the database is away)
 

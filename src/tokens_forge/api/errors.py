@@ -23,6 +23,7 @@ from tokens_forge.errors import (
     receipt_of,
     retry_header,
 )
+from tokens_forge.observability.request import note_error
 
 log = logging.getLogger("tokens_forge")
 
@@ -33,6 +34,7 @@ class FastJSONResponse(JSONResponse):
 
 
 def render(exc: ForgeError) -> JSONResponse:
+    note_error(exc.code)  # for the request's metrics and log line
     return FastJSONResponse(exc.body(), status_code=exc.status_code,
                             headers={**exc.headers, **retry_header(exc.status_code, exc.code)})
 

@@ -108,6 +108,9 @@ class RouteHealth:
     def stats(self, route_id: str) -> RouteStats | None:
         return self._stats.get(route_id)
 
+    def all_stats(self) -> dict[str, RouteStats]:
+        return dict(self._stats)
+
     def state(self, route_id: str) -> str:
         s = self._stats.get(route_id)
         return s.state if s else "healthy"

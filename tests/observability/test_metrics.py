@@ -1,0 +1,101 @@
+"""GET /metrics in-process: the SPEC §11 series, exact request counts, the database's gauges
+read at scrape time, and the optional bearer token."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import ok
+from tests.observability.conftest import parse_metrics, sample
+
+SPEC_SERIES = ("tf_requests_total", "tf_request_duration_seconds", "tf_upstream_attempts_total",
+               "tf_charged_micros_total", "tf_held_micros", "tf_holds_open", "tf_ledger_write_retries_total",
+               "tf_sweeper_released_total")
+
+
+async def scrape(client) -> dict:
+    r = await client.get("/metrics")
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
+    return parse_metrics(r.text)
+
+
+async def test_every_spec_series_is_exposed(client):
+    text = (await client.get("/metrics")).text
+    for name in SPEC_SERIES:
+        assert f"# TYPE {name} " in text, f"{name} is missing"
+    assert "# TYPE tf_request_duration_seconds histogram" in text
+    assert "# TYPE tf_held_micros gauge" in text and "# TYPE tf_holds_open gauge" in text
+
+
+async def test_requests_are_counted_by_endpoint_and_status(client, tenant):
+    t = await tenant()
+    before = await scrape(client)
+    for _ in range(3):
+        ok(await client.post("/v1/chat/completions", json=t.chat(), headers=t.auth))
+    r = await client.post("/v1/chat/completions", json=t.chat(), headers={"Authorization": "Bearer tf-nope"})
+    assert r.status_code == 401
+    after = await scrape(client)
+
+    def delta(name, **labels):
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    assert delta("tf_requests_total", endpoint="chat_completions", status="200") == 3
+    assert delta("tf_requests_total", endpoint="chat_completions", status="401") == 1
+    assert delta("tf_errors_total", endpoint="chat_completions", code="invalid_api_key") == 1
+    assert delta("tf_request_duration_seconds_count", endpoint="chat_completions") == 4
+    assert delta("tf_request_duration_seconds_bucket", endpoint="chat_completions", le="+Inf") == 4
+    assert sample(after, "tf_requests_in_flight", endpoint="chat_completions") == 0
+    # the scrape before this one was counted too, under its own endpoint
+    assert delta("tf_requests_total", endpoint="metrics", status="200") == 1
+
+
+async def test_money_held_is_read_from_the_database_while_a_request_runs(app, client, tenant):
+    t = await tenant(official="slow:1500")
+    before = await scrape(client)
+    call = asyncio.create_task(client.post("/v1/chat/completions", json=t.chat(), headers=t.auth))
+    during = before
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        during = await scrape(client)
+        if sample(during, "tf_holds_open") > sample(before, "tf_holds_open"):
+            break
+    r = await call
+    ok(r)
+    reserved = int(r.headers["x-tf-reserved-micros"])
+    assert sample(during, "tf_holds_open") - sample(before, "tf_holds_open") == 1
+    assert sample(during, "tf_held_micros", bucket="credit") - sample(before, "tf_held_micros", bucket="credit") \
+        == reserved
+    assert sample(during, "tf_held_micros", bucket="routed") == sample(before, "tf_held_micros", bucket="routed")
+    assert sample(during, "tf_requests_in_flight", endpoint="chat_completions") == 1
+    assert sample(during, "tf_database_up") == 1
+    after = await scrape(client)
+    assert sample(after, "tf_holds_open") == sample(before, "tf_holds_open")
+    # the database's own count, for the same moment: nothing else is running
+    async with app.state.pg.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM holds WHERE status = 'open'") == sample(after, "tf_holds_open")
+
+
+async def test_route_states_come_from_the_breaker(app, client, tenant):
+    t = await tenant()
+    await app.state.health.refresh()
+    m = await scrape(client)
+    route = t.routes["official"]["id"]
+    states = {s: sample(m, "tf_route_state", route_id=route, state=s) for s in ("healthy", "degraded", "down")}
+    assert states == {"healthy": 1, "degraded": 0, "down": 0}
+
+
+async def test_metrics_token_is_required_when_set(app, client):
+    settings = app.state.settings
+    app.state.settings = settings.model_copy(update={"metrics_token": "mt-secret-1"})
+    try:
+        missing = await client.get("/metrics")
+        wrong = await client.get("/metrics", headers={"Authorization": "Bearer mt-secret-2"})
+        right = await client.get("/metrics", headers={"Authorization": "Bearer mt-secret-1"})
+    finally:
+        app.state.settings = settings
+    for r in (missing, wrong):
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "invalid_api_key"
+        assert "tf_requests_total" not in r.text
+    assert right.status_code == 200 and "tf_requests_total" in right.text
