@@ -2,7 +2,8 @@
 # `bench/quick.sh`: a fast loop for working on the hot path (not the report): nginx fake upstream,
 # the gateway on a fresh database, wrk against the gateway only, and the CPU per request of the
 # gateway and of PostgreSQL. BENCH_CONNS, BENCH_DURATION, BENCH_MODES ("json sse") as in run.sh;
-# BENCH_STREAMS_QUICK=N then opens N slow streams at once and reports the gateway's memory.
+# BENCH_STREAMS_QUICK=N then opens N slow streams at once and reports the gateway's memory;
+# BENCH_OBS=1 measures what metrics, the request log and tracing cost (bench/results/observability.json).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
 DURATION=${BENCH_DURATION:-5}
@@ -45,6 +46,10 @@ print(f"{sys.argv[2]:4} c={sys.argv[3]:>3}  rps={w['rps']:8.1f}  p50={w['p50_ms'
 PY
     done
   done
+  if [[ -n ${BENCH_OBS:-} ]]; then
+    observability_cells
+    "$PY" "$BENCH/report.py" --section observability --results "$RESULTS"
+  fi
   if [[ -n ${BENCH_STREAMS_QUICK:-} ]]; then
     "$PY" "$BENCH/streams_mem.py" "http://127.0.0.1:$PORT_GATEWAY" "$SECRET" bench-drip "$PID_gateway" \
       "$WORK/streams.json" --streams "$BENCH_STREAMS_QUICK"

@@ -314,6 +314,39 @@ def section_upstream_clients(u: dict | None) -> list[str]:
     return lines + table(["client", "concurrency", "calls", "CPU ms / call", "calls/s"], rows) + [""]
 
 
+OBS_VARIANTS = {"metrics": "metrics (request log off: TF_LOG_LEVEL=warning)",
+                "logged": "metrics + JSON request log (TF_LOG_LEVEL=info, the default)",
+                "traced": "metrics + request log + tracing (OTLP/HTTP to a local sink)"}
+
+
+def section_observability(results: Path) -> list[str]:
+    lines = ["## What observing costs: metrics, the request log, tracing", ""]
+    micro = load_json(results / "observability.json")
+    if micro is None:
+        return [*lines, "Not measured in this run.", ""]
+    lines += ["`bench/observability_cost.py`: the observability middleware around an ASGI app that answers at "
+              "once, no HTTP and no database, each configuration in a fresh process; CPU of that process (the "
+              "span exporter's thread included, after a flush) per request. The three child spans are those "
+              "the pipeline opens (reservation, upstream attempt, settle); off, they are calls that return "
+              f"one shared no-op object. Load average {micro['load_average_1m']:.2f} on {micro['cpus']} cores "
+              "while it ran.", ""]
+    rows = [[r["config"], f"{r['cpu_us_per_request']:.1f}", f"{r['added_cpu_us']:+.1f}"] for r in micro["results"]]
+    lines += [*table(["configuration", "CPU µs / request", "added"], rows), ""]
+    cells = {}
+    for variant in OBS_VARIANTS:
+        data = load_json(results / "wrk-obs" / f"{variant}.json")
+        cpu = load_json(results / "wrk-obs" / f"{variant}.cpu.json")
+        if data and cpu and data["requests"]:
+            cells[variant] = (data, cpu["cpu_s"] * 1000 / data["requests"])
+    if cells:
+        lines += ["wrk against the gateway with 1 worker, non-streaming, 16 connections, one cell each, in this "
+                  "order (the same database and upstream):", ""]
+        rows = [[OBS_VARIANTS[v], f"{d['rps']:.0f}", ms(d["p50_ms"]), ms(d["p99_ms"]), bad(d), f"{cpu:.3f}"]
+                for v, (d, cpu) in cells.items()]
+        lines += [*table(["gateway", "RPS", "p50", "p99", "errors", "CPU ms / request"], rows), ""]
+    return lines
+
+
 def section_export(e: dict | None) -> list[str]:
     title = f"## Export of {e['rows']:,} usage rows: constant memory" if e else "## Usage export: memory"
     lines = [title, ""]
@@ -399,6 +432,7 @@ def render(results: Path, elapsed: str | None) -> str:
     lines += section_upstream_clients(load_json(results / "upstream_clients.json"))
     lines += section_streams(load_json(results / "streams.json"))
     lines += section_export(load_json(results / "export.json"))
+    lines += section_observability(results)
     lines += section_profiles(results)
     analysis = BENCH / "analysis.md"
     if analysis.exists():
@@ -413,7 +447,11 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=BENCH / "results")
     parser.add_argument("--out", type=Path, default=BENCH.parent / "BENCHMARKS.md")
     parser.add_argument("--elapsed")
+    parser.add_argument("--section", choices=["observability"], help="print this section alone and stop")
     args = parser.parse_args()
+    if args.section:
+        print("\n".join(section_observability(args.results)))
+        return
     if args.machine:
         args.machine.write_text(json.dumps(machine(), indent=2))
         return

@@ -33,12 +33,14 @@ CONNS=${BENCH_CONNS:-"1 16 64"}
 STREAMS=${BENCH_STREAMS:-1000}
 DRIP_MS=${BENCH_DRIP_MS:-200}
 PG_SERVER=${BENCH_DATABASE_SERVER:-postgresql://postgres@127.0.0.1:5432}
-DB_NAME=tf_bench
+DB_NAME=${BENCH_DB_NAME:-tf_bench}   # another name lets two benches share one server
 PORT_GATEWAY=${BENCH_PORT_GATEWAY:-18180}     # 1 worker
 PORT_GATEWAY2=${BENCH_PORT_GATEWAY2:-18184}   # 2 workers
 PORT_NGINX=${BENCH_PORT_NGINX:-18181}
 PORT_LITELLM=${BENCH_PORT_LITELLM:-18182}
 PORT_MOCK=${BENCH_PORT_MOCK:-18183}
+PORT_OBS=${BENCH_PORT_OBS:-18185}             # the 1-worker gateway with its request log or tracing on
+PORT_OTLP=${BENCH_PORT_OTLP:-18186}           # an OTLP/HTTP sink for the traced gateway
 LITELLM_VERSION=1.106.12
 LITELLM_VENV=${BENCH_LITELLM_VENV:-/tmp/tf-bench-litellm-venv}
 TOOLS_VENV=${BENCH_TOOLS_VENV:-/tmp/tf-bench-tools-venv}   # py-spy: a bench tool, never a project dependency
@@ -144,10 +146,41 @@ async def main():
 asyncio.run(main())" "$DATABASE_URL"
 }
 
-start_gateway() {  # start_gateway NAME PORT WORKERS
-  start "$1" env TF_DATABASE_URL="$DATABASE_URL" TF_ADMIN_TOKEN="$ADMIN_TOKEN" TF_LOG_LEVEL=warning \
-    "$TF" serve --host 127.0.0.1 --port "$2" --workers "$3"
-  wait_http "http://127.0.0.1:$2/healthz" 90 "$1"
+start_gateway() {  # start_gateway NAME PORT WORKERS [VAR=VALUE...]: extra variables after the first three
+  local name=$1 port=$2 workers=$3; shift 3
+  start "$name" env TF_DATABASE_URL="$DATABASE_URL" TF_ADMIN_TOKEN="$ADMIN_TOKEN" TF_LOG_LEVEL=warning "$@" \
+    "$TF" serve --host 127.0.0.1 --port "$port" --workers "$workers"
+  wait_http "http://127.0.0.1:$port/healthz" 90 "$name"
+}
+
+# What observing costs: the layer's own CPU per request (no HTTP, no database), then wrk against
+# the 1-worker gateway (non-streaming, 16 connections) as measured above with its request log
+# off, then on (TF_LOG_LEVEL=info, the default), then with tracing on too (spans to a local sink).
+# Needs the gateway named `gateway` running on $PORT_GATEWAY and $SECRET.
+observability_cells() {
+  "$PY" "$BENCH/observability_cost.py" --out "$RESULTS/observability.json" || log "observability benchmark failed"
+  mkdir -p "$RESULTS/wrk-obs"
+  local variant pid port out before
+  for variant in metrics logged traced; do
+    pid=$PID_gateway port=$PORT_GATEWAY
+    if [[ $variant == logged ]]; then
+      start_gateway gateway-logged "$PORT_OBS" 1 TF_LOG_LEVEL=info
+      pid=$PID_gateway_logged port=$PORT_OBS
+    elif [[ $variant == traced ]]; then
+      start obs-sink "$PY" "$BENCH/observability_cost.py" --sink "$PORT_OTLP"
+      start_gateway gateway-traced "$PORT_OBS" 1 TF_LOG_LEVEL=info \
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$PORT_OTLP"
+      pid=$PID_gateway_traced port=$PORT_OBS
+    fi
+    wrk_run "http://127.0.0.1:$port/v1/chat/completions" json 16 2 "$SECRET" "$WORK/warmup-obs.json"
+    out=$RESULTS/wrk-obs/$variant.json
+    before=$("$PY" "$BENCH/proctree.py" snapshot "$pid")
+    wrk_run "http://127.0.0.1:$port/v1/chat/completions" json 16 "$DURATION" "$SECRET" "$out"
+    "$PY" "$BENCH/proctree.py" delta "$pid" "$before" "${out%.json}.cpu.json"
+    log "observability $variant: $(head -c 110 "$out")"
+    [[ $variant == metrics ]] || stop "$pid"
+  done
+  stop "$PID_obs_sink"
 }
 
 seed() {  # sets SECRET
@@ -300,6 +333,9 @@ main() {
   log "upstream client CPU per call (httpx vs aiohttp)"
   "$PY" "$BENCH/upstream_clients.py" "http://127.0.0.1:$PORT_NGINX/json/v1/chat/completions" \
     "$RESULTS/upstream_clients.json" || log "upstream client benchmark failed"
+
+  log "the cost of metrics, the request log and tracing"
+  observability_cells
 
   log "py-spy profiles"
   profile json

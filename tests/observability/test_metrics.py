@@ -99,3 +99,18 @@ async def test_metrics_token_is_required_when_set(app, client):
         assert r.json()["error"]["code"] == "invalid_api_key"
         assert "tf_requests_total" not in r.text
     assert right.status_code == 200 and "tf_requests_total" in right.text
+
+
+async def test_the_grafana_dashboard_uses_only_series_that_exist(client):
+    import json
+    import re
+    from pathlib import Path
+
+    dashboard = json.loads((Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    assert len(exprs) >= 15
+    text = (await client.get("/metrics")).text
+    families = set(re.findall(r"^# TYPE (\S+) ", text, re.M))
+    for name in {n for e in exprs for n in re.findall(r"\btf_[a-z0-9_]+", e)}:
+        family = re.sub(r"_(bucket|count|sum)$", "", name)
+        assert family in families, f"the dashboard queries {name}, which /metrics does not have"
