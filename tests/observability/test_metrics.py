@@ -4,6 +4,7 @@ read at scrape time, and the optional bearer token."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 from tests.conftest import ok
 from tests.observability.conftest import parse_metrics, sample
@@ -104,7 +105,6 @@ async def test_metrics_token_is_required_when_set(app, client):
 async def test_the_grafana_dashboard_uses_only_series_that_exist(client):
     import json
     import re
-    from pathlib import Path
 
     dashboard = json.loads((Path(__file__).parents[2] / "docs" / "grafana-dashboard.json").read_text())
     exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
@@ -114,3 +114,20 @@ async def test_the_grafana_dashboard_uses_only_series_that_exist(client):
     for name in {n for e in exprs for n in re.findall(r"\btf_[a-z0-9_]+", e)}:
         family = re.sub(r"_(bucket|count|sum)$", "", name)
         assert family in families, f"the dashboard queries {name}, which /metrics does not have"
+
+
+def test_serve_prepares_a_fresh_metrics_directory(tmp_path):
+    from tokens_forge.observability.metrics import MULTIPROC_ENV, prepare_multiproc_dir
+
+    env: dict[str, str] = {}
+    made = prepare_multiproc_dir(env)
+    assert env[MULTIPROC_ENV] == made and list(Path(made).iterdir()) == []
+    Path(made).rmdir()
+    # a directory the operator names is emptied of the last run's metric files, and only of those
+    given = tmp_path / "metrics"
+    given.mkdir()
+    (given / "counter_123.db").write_bytes(b"x")
+    (given / "notes.txt").write_text("keep")
+    env = {MULTIPROC_ENV: str(given)}
+    assert prepare_multiproc_dir(env) == str(given)
+    assert sorted(p.name for p in given.iterdir()) == ["notes.txt"]
