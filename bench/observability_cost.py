@@ -8,7 +8,7 @@ spans (reservation, upstream attempt, settle) through `Observability.span`. CPU 
 process's own (time.process_time: every thread, the span exporter's included), after a flush of
 the spans queued. Spans go over OTLP/HTTP to a sink in the parent process that discards them.
 
-    python bench/observability_cost.py [--out results/observability.json] [--n 20000]
+    python bench/observability_cost.py [--out results/observability.json] [--n 20000] [--repeats 3]
     python bench/observability_cost.py --sink PORT     an OTLP/HTTP sink alone (for a traced gateway)
 """
 
@@ -104,6 +104,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=None)
     ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--child", default=None)
     ap.add_argument("--sink", type=int, default=None)
     args = ap.parse_args()
@@ -115,27 +116,33 @@ def main() -> None:
         return
     sink = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
-    results = []
-    for name, (env, _, _) in CONFIGS.items():
-        child_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS_"))}
-        with tempfile.TemporaryDirectory() as tmp:
-            if "PROMETHEUS_MULTIPROC_DIR" in env:
-                child_env["PROMETHEUS_MULTIPROC_DIR"] = tmp
-            if env.get("OTEL"):
-                # a queue that holds every span of the run: the cost of exporting all of them is counted
-                child_env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
-                                  "OTEL_BSP_MAX_QUEUE_SIZE": str(8 * args.n)})
-            out = subprocess.run([sys.executable, __file__, "--child", name, "--n", str(args.n)], env=child_env,
-                                 capture_output=True, text=True, check=True, timeout=600)
-        result = json.loads(out.stdout.strip().splitlines()[-1])
-        results.append(result)
-        print(f"{name:42} {result['cpu_us_per_request']:8.1f} µs CPU/request")
+    # Each configuration REPEATS times, round robin, and its least CPU kept: on a shared machine the
+    # other work only ever adds to a run's CPU time.
+    best: dict[str, dict] = {}
+    for _ in range(args.repeats):
+        for name, (env, _, _) in CONFIGS.items():
+            child_env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS_"))}
+            with tempfile.TemporaryDirectory() as tmp:
+                if "PROMETHEUS_MULTIPROC_DIR" in env:
+                    child_env["PROMETHEUS_MULTIPROC_DIR"] = tmp
+                if env.get("OTEL"):
+                    # a queue that holds every span of the run: exporting all of them is counted
+                    child_env.update({"OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.server_address[1]}",
+                                      "OTEL_BSP_MAX_QUEUE_SIZE": str(8 * args.n)})
+                out = subprocess.run([sys.executable, __file__, "--child", name, "--n", str(args.n)],
+                                     env=child_env, capture_output=True, text=True, check=True, timeout=600)
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            if name not in best or result["cpu_us_per_request"] < best[name]["cpu_us_per_request"]:
+                best[name] = result
+    results = [best[name] for name in CONFIGS]
+    for r in results:
+        print(f"{r['config']:42} {r['cpu_us_per_request']:8.1f} µs CPU/request")
     sink.shutdown()
     bare = results[0]["cpu_us_per_request"]
     for r in results:
         r["added_cpu_us"] = r["cpu_us_per_request"] - bare
     load = os.getloadavg()[0]
-    report = {"results": results, "load_average_1m": load, "cpus": os.cpu_count(), "spans_posts": _Sink.spans_posts}
+    report = {"results": results, "repeats": args.repeats, "load_average_1m": load, "cpus": os.cpu_count(), "spans_posts": _Sink.spans_posts}
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=2)

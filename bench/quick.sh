@@ -49,6 +49,7 @@ PY
   if [[ -n ${BENCH_OBS:-} ]]; then
     observability_cells
     "$PY" "$BENCH/report.py" --section observability --results "$RESULTS"
+    mkdir -p "$BENCH/results" && cp -r "$RESULTS/observability.json" "$RESULTS/wrk-obs" "$BENCH/results/"
   fi
   if [[ -n ${BENCH_STREAMS_QUICK:-} ]]; then
     "$PY" "$BENCH/streams_mem.py" "http://127.0.0.1:$PORT_GATEWAY" "$SECRET" bench-drip "$PID_gateway" \

@@ -326,24 +326,26 @@ def section_observability(results: Path) -> list[str]:
         return [*lines, "Not measured in this run.", ""]
     lines += ["`bench/observability_cost.py`: the observability middleware around an ASGI app that answers at "
               "once, no HTTP and no database, each configuration in a fresh process; CPU of that process (the "
-              "span exporter's thread included, after a flush) per request. The three child spans are those "
+              "span exporter's thread included, after a flush) per request, the least of "
+              f"{micro.get('repeats', 1)} runs. The three child spans are those "
               "the pipeline opens (reservation, upstream attempt, settle); off, they are calls that return "
               f"one shared no-op object. Load average {micro['load_average_1m']:.2f} on {micro['cpus']} cores "
               "while it ran.", ""]
     rows = [[r["config"], f"{r['cpu_us_per_request']:.1f}", f"{r['added_cpu_us']:+.1f}"] for r in micro["results"]]
-    lines += [*table(["configuration", "CPU µs / request", "added"], rows), ""]
+    lines += table(["configuration", "CPU µs / request", "added"], rows)
     cells = {}
     for variant in OBS_VARIANTS:
         data = load_json(results / "wrk-obs" / f"{variant}.json")
         cpu = load_json(results / "wrk-obs" / f"{variant}.cpu.json")
         if data and cpu and data["requests"]:
-            cells[variant] = (data, cpu["cpu_s"] * 1000 / data["requests"])
+            cells[variant] = (data, cpu["cpu_s"] * 1000 / data["requests"], cpu.get("machine_busy_pct", 0))
     if cells:
         lines += ["wrk against the gateway with 1 worker, non-streaming, 16 connections, one cell each, in this "
-                  "order (the same database and upstream):", ""]
-        rows = [[OBS_VARIANTS[v], f"{d['rps']:.0f}", ms(d["p50_ms"]), ms(d["p99_ms"]), bad(d), f"{cpu:.3f}"]
-                for v, (d, cpu) in cells.items()]
-        lines += [*table(["gateway", "RPS", "p50", "p99", "errors", "CPU ms / request"], rows), ""]
+                  "order (the same database and upstream). One short cell each: when *machine busy* is near "
+                  "100 % the RPS mostly say what else ran; CPU per request is the measure to compare.", ""]
+        rows = [[OBS_VARIANTS[v], f"{d['rps']:.0f}", ms(d["p50_ms"]), ms(d["p99_ms"]), bad(d), f"{cpu:.3f}",
+                 f"{busy:.0f} %"] for v, (d, cpu, busy) in cells.items()]
+        lines += [*table(["gateway", "RPS", "p50", "p99", "errors", "CPU ms / request", "machine busy"], rows), ""]
     return lines
 
 
