@@ -86,6 +86,13 @@ class UpstreamRateLimited(ForgeError):
     type = "rate_limit_error"
 
 
+class RateLimited(ForgeError):
+    """The key's own rate limits (SPEC §11); an upstream's 429 is UpstreamRateLimited."""
+    status_code = 429
+    code = "rate_limit_exceeded"
+    type = "rate_limit_error"
+
+
 class UpstreamError(ForgeError):
     status_code = 502
     code = "upstream_error"

@@ -109,7 +109,8 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
                                                  max_inactive_connection_lifetime=30, reset=_no_reset,
                                                  **hot_pool_options(db.pooled))
         app.state.ledger_writer = LedgerWriter(durable_settle=settings.durable_settle,
-                                               settle_retry_s=settings.settle_retry_s)
+                                               settle_retry_s=settings.settle_retry_s,
+                                               on_retry=obs.metrics.ledger_write_retried)
         app.state.jobs = set()
         app.state.worker = Worker()
         await app.state.worker.beat(app.state.pg)  # alive before it owns any hold

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tokens_forge.config import Settings
 from tokens_forge.errors import Unauthorized
 from tokens_forge.keys.auth import AuthedKey, delegated_key
+from tokens_forge.observability.request import note_key
 
 
 def get_settings(request: Request) -> Settings:
@@ -44,7 +45,9 @@ def require_admin(request: Request) -> str:
 
 async def require_key(request: Request) -> AuthedKey:
     """The bearer's key, or the key the console signed in as (its in-process calls carry no secret)."""
-    return delegated_key(request.scope) or await request.app.state.keys.authenticate(bearer(request))
+    key = delegated_key(request.scope) or await request.app.state.keys.authenticate(bearer(request))
+    note_key(key.id)
+    return key
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -34,9 +34,10 @@ class FastJSONResponse(JSONResponse):
 
 
 def render(exc: ForgeError) -> JSONResponse:
-    note_error(exc.code)  # for the request's metrics and log line
+    note_error(exc.code, exc.receipt_id)  # for the request's metrics and log line
+    # an error that knows better (a request no wait can let through) says so itself
     return FastJSONResponse(exc.body(), status_code=exc.status_code,
-                            headers={**exc.headers, **retry_header(exc.status_code, exc.code)})
+                            headers={**retry_header(exc.status_code, exc.code), **exc.headers})
 
 
 def _field(loc: tuple) -> str | None:

@@ -4,6 +4,7 @@ left of a key's budget. Refusals come back as data; the pipeline turns them into
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 import orjson
@@ -11,6 +12,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tokens_forge.guard.money import SCOPES
+
+if TYPE_CHECKING:
+    from tokens_forge.keys.rate_limits import RateState
 
 SCOPE_NAMES = {**SCOPES, "key_revoked": "the key"}
 
@@ -21,6 +25,7 @@ class Reservation:
     transfer_id: int | None
     refused_scope: str | None
     remaining: int
+    rate: RateState | None = None  # the key's rate limits after a request's first attempt
 
     @property
     def ok(self) -> bool:

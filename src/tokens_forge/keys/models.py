@@ -21,6 +21,8 @@ class ApiKey(Base):
     total_limit_micros: Mapped[int | None] = mapped_column(BigInteger)
     per_request_limit_micros: Mapped[int | None] = mapped_column(BigInteger)
     min_balance_micros: Mapped[int] = mapped_column(BigInteger, default=0)
+    requests_per_minute: Mapped[int | None]
+    tokens_per_minute: Mapped[int | None] = mapped_column(BigInteger)
     allowed_models: Mapped[list[str] | None] = mapped_column(ARRAY(String))
     allowed_route_kinds: Mapped[list[str]] = mapped_column(ARRAY(String))
     retry_policy: Mapped[dict[str, Any]] = mapped_column(JSONB)

@@ -15,6 +15,13 @@ class KeyLimits(Strict):
     per_request_micros: Micros | None = None
 
 
+class RateLimits(Strict):
+    """Per minute, refilled continuously (SPEC §11); null: no limit. The bounds keep the
+    database's arithmetic exact (migration 0009)."""
+    requests_per_minute: int | None = Field(default=None, ge=1, le=100_000_000)
+    tokens_per_minute: int | None = Field(default=None, ge=1, le=10_000_000_000)
+
+
 class RetryPolicy(Strict):
     max_attempts: int = Field(default=1, ge=1, le=10)
     retry_on: list[RetryOn] = Field(default_factory=list)
@@ -25,6 +32,7 @@ class KeyCreate(Strict):
     project_id: str = Field(min_length=1, max_length=64)
     name: Name
     limits: KeyLimits = KeyLimits()
+    rate_limits: RateLimits | None = None
     min_balance_micros: Micros = 0
     allowed_models: list[Name] | None = None
     allowed_route_kinds: list[RouteKind] = Field(default_factory=lambda: ["official", "routed"])
@@ -40,6 +48,7 @@ class KeyCreate(Strict):
 class KeyUpdate(Strict):
     name: Name | None = None
     limits: KeyLimits | None = None
+    rate_limits: RateLimits | None = None  # null: no rate limits; an object: the fields it sends
     min_balance_micros: Micros | None = None
     allowed_models: list[Name] | None = None
     allowed_route_kinds: list[RouteKind] | None = None

@@ -23,6 +23,7 @@ def key_out(k: ApiKey) -> dict:
         "name": k.name, "prefix": k.prefix,
         "limits": {"daily_micros": k.daily_limit_micros, "total_micros": k.total_limit_micros,
                    "per_request_micros": k.per_request_limit_micros},
+        "rate_limits": {"requests_per_minute": k.requests_per_minute, "tokens_per_minute": k.tokens_per_minute},
         "min_balance_micros": k.min_balance_micros, "allowed_models": k.allowed_models,
         "allowed_route_kinds": k.allowed_route_kinds, "retry_policy": k.retry_policy,
         "fallback_policy": k.fallback_policy, "status": k.status,
@@ -43,6 +44,8 @@ async def create_key(session: AsyncSession, body: KeyCreate, actor: str) -> tupl
         secret_hash=hash_secret(secret), prefix=secret_prefix(secret),
         daily_limit_micros=body.limits.daily_micros, total_limit_micros=body.limits.total_micros,
         per_request_limit_micros=body.limits.per_request_micros, min_balance_micros=body.min_balance_micros,
+        requests_per_minute=body.rate_limits.requests_per_minute if body.rate_limits else None,
+        tokens_per_minute=body.rate_limits.tokens_per_minute if body.rate_limits else None,
         allowed_models=body.allowed_models, allowed_route_kinds=body.allowed_route_kinds,
         retry_policy=body.retry_policy.model_dump(), fallback_policy=body.fallback_policy,
     )
@@ -68,6 +71,8 @@ async def update_key(session: AsyncSession, key_id: str, body: KeyUpdate, actor:
             key.total_limit_micros = body.limits.total_micros
         if "per_request_micros" in lim:
             key.per_request_limit_micros = body.limits.per_request_micros
+    if "rate_limits" in sent:
+        _set_rate_limits(key, body)
     for field in ("name", "min_balance_micros", "allowed_route_kinds", "fallback_policy"):
         if field in sent and getattr(body, field) is not None:
             setattr(key, field, getattr(body, field))
@@ -80,6 +85,18 @@ async def update_key(session: AsyncSession, key_id: str, body: KeyUpdate, actor:
     await record(session, actor=actor, action="key.update", target_type="api_key", target_id=key.id,
                  before=before, after=key_out(key))
     return key
+
+
+def _set_rate_limits(key: ApiKey, body: KeyUpdate) -> None:
+    """`rate_limits: null` lifts both; an object changes the fields it sends (null lifts one)."""
+    limits = body.rate_limits
+    if limits is None:
+        key.requests_per_minute = key.tokens_per_minute = None
+        return
+    if "requests_per_minute" in limits.model_fields_set:
+        key.requests_per_minute = limits.requests_per_minute
+    if "tokens_per_minute" in limits.model_fields_set:
+        key.tokens_per_minute = limits.tokens_per_minute
 
 
 async def revoke_key(session: AsyncSession, key_id: str, actor: str) -> ApiKey:

@@ -17,6 +17,7 @@ import asyncpg
 
 from tokens_forge.guard.money import Charge
 from tokens_forge.guard.service import Reservation
+from tokens_forge.keys import rate_limits
 from tokens_forge.ledger.writer import LedgerWriter, write_once
 from tokens_forge.routing.cache import RouteInfo
 
@@ -57,17 +58,20 @@ class ReceiptEnd:
 
 async def open_attempt(pg: asyncpg.Pool, head: ReceiptHead, route: RouteInfo, attempt_no: int, amount: int,
                        ttl_s: float, *, create: bool, reject: bool, owner_id: str | None = None,
-                       writer: LedgerWriter | None = None) -> Reservation:
+                       writer: LedgerWriter | None = None, rate_tokens: int = 0) -> Reservation:
     """Reserve `amount` for the attempt (and write its receipt when `create`). `owner_id`: the
-    gateway worker that owns the hold (it lives as long as that worker)."""
+    gateway worker that owns the hold (it lives as long as that worker). The first attempt
+    (`create`) counts against the key's rate limits, `rate_tokens` of them tokens."""
     item = {"receipt_id": head.id, "create": create, "account_id": head.account_id, "project_id": head.project_id,
             "key_id": head.key_id, "run_id": head.run_id, "model": head.model, "stream": head.stream,
             "endpoint": head.endpoint,
             "idempotency_key": head.idempotency_key, "route_id": route.id, "route_kind": route.kind,
             "bucket": route.bucket, "price_snapshot_id": route.price_snapshot_id, "attempt_no": attempt_no,
-            "amount": amount, "ttl_s": float(ttl_s), "owner_id": owner_id, "reject": reject}
+            "amount": amount, "ttl_s": float(ttl_s), "owner_id": owner_id, "reject": reject,
+            "rate_tokens": rate_tokens}
     row = (await write_once(pg, [], [item], True))[0] if writer is None else await writer.open(pg, item)
-    return Reservation(row["hold_id"], None, row["refused_scope"], int(row["remaining"] or 0))
+    return Reservation(row["hold_id"], None, row["refused_scope"], int(row["remaining"] or 0),
+                       rate_limits.state_of(row))
 
 
 async def explain_rejection(pg: asyncpg.Pool, receipt_id: str, reason: str) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -48,8 +49,10 @@ async def write_once(conn: asyncpg.Pool | asyncpg.Connection, finishes: list[Ite
 class LedgerWriter:
     MAX_BATCH = 64
 
-    def __init__(self, *, durable_settle: bool, settle_retry_s: float = 900.0):
+    def __init__(self, *, durable_settle: bool, settle_retry_s: float = 900.0,
+                 on_retry: Callable[[], None] | None = None):
         self._durable_settle = durable_settle
+        self._on_retry = on_retry  # told of each retried write (the metrics' tf_ledger_write_retries_total)
         self._settle_retry_s = settle_retry_s
         self._opens: list[Pending] = []
         self._finishes: list[Pending] = []
@@ -141,6 +144,8 @@ class LedgerWriter:
                     await self._after_failure(pg, finishes, opens, exc)
                     return
                 self.retries += 1
+                if self._on_retry is not None:
+                    self._on_retry()
                 if is_conflict(exc) and conflicts < CONFLICT_TRIES:
                     conflicts += 1
                     continue

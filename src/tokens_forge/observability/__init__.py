@@ -24,12 +24,12 @@ class Observability:
         url = traces_url(settings.otel_exporter_otlp_endpoint, settings.otel_exporter_otlp_traces_endpoint)
         self.tracing = Tracing(url, service_name=settings.otel_service_name, version=__version__) if url else None
 
-    def span(self, name: str, attributes: dict | None = None, kind: str = "internal") -> Any:
-        """A child span of the current request as a context manager; `NOOP_SPAN` when tracing is
-        off. Build costly attributes only `if obs.tracing is not None`."""
+    def span(self, name: str, attributes: dict | None = None, kind: str = "internal", parent: Any = None) -> Any:
+        """A child span of the current request (or of `parent`) as a context manager; `NOOP_SPAN`
+        when tracing is off. Build costly attributes only `if obs.tracing is not None`."""
         if self.tracing is None:
             return NOOP_SPAN
-        return self.tracing.span(name, attributes, kind)
+        return self.tracing.span(name, attributes, kind, parent)
 
     def close(self) -> None:
         if self.tracing is not None:

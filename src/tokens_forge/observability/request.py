@@ -95,8 +95,18 @@ def current() -> RequestObs | None:
     return _CURRENT.get()
 
 
-def note_error(code: str) -> None:
-    """Called where an error answer is rendered: the code goes to the metrics and the log line."""
+def note_error(code: str, receipt_id: str | None = None) -> None:
+    """Called where an error answer is rendered: the code (and the receipt of a refusal) go to
+    the metrics and the log line."""
     obs = _CURRENT.get()
     if obs is not None:
         obs.error_code = code
+        if receipt_id is not None:
+            obs.receipt_id = receipt_id
+
+
+def note_key(key_id: str) -> None:
+    """Called where a client's key is authenticated: every request's log line names its key."""
+    obs = _CURRENT.get()
+    if obs is not None:
+        obs.key_id = key_id

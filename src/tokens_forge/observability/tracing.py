@@ -98,9 +98,23 @@ class Tracing:
         finally:
             self._context.detach(token)  # type: ignore[arg-type]
 
-    def span(self, name: str, attributes: dict | None = None, kind: str = "internal") -> Any:
-        """A child of the current span, as a context manager (an exception marks it failed)."""
-        return self._tracer.start_as_current_span(name, kind=self._kinds[kind], attributes=attributes)
+    def span(self, name: str, attributes: dict | None = None, kind: str = "internal", parent: Any = None) -> Any:
+        """A child of the current span (or of `parent`), as a context manager (an exception marks
+        it failed)."""
+        context = None if parent is None else self._trace.set_span_in_context(parent)
+        return self._tracer.start_as_current_span(name, context=context, kind=self._kinds[kind],
+                                                  attributes=attributes)
+
+    def start_span(self, name: str, attributes: dict | None = None, kind: str = "internal") -> Any:
+        """A child of the current span that outlives the caller's block (an upstream attempt lasts
+        until its settle, a stream's after the answer began): ended by `end_span`."""
+        return self._tracer.start_span(name, kind=self._kinds[kind], attributes=attributes)
+
+    def end_span(self, span: Any, attributes: dict, *, failed: bool) -> None:
+        span.set_attributes(attributes)
+        if failed:
+            span.set_status(self._error)
+        span.end()
 
     def trace_id(self, span: Any) -> str:
         return format(span.get_span_context().trace_id, "032x")

@@ -64,6 +64,7 @@ class Background:
 
     async def _sweep(self) -> None:
         n = await sweep_expired(self.state.engine, dead_after_s=self.state.settings.worker_dead_after_s)
+        self.state.obs.metrics.holds_swept(n)
         if n:
             log.info("released %d hold(s) of gone workers", n)
         await forget_old_idempotency_keys(self.state.engine)

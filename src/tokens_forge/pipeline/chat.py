@@ -26,9 +26,11 @@ from tokens_forge.guard import money
 from tokens_forge.guard import service as guard
 from tokens_forge.guard.money import Sizing
 from tokens_forge.ids import new_id
+from tokens_forge.keys import rate_limits
 from tokens_forge.keys.auth import AuthedKey
 from tokens_forge.ledger import attempts as store
 from tokens_forge.ledger.attempts import AttemptEnd, ReceiptEnd, ReceiptHead
+from tokens_forge.observability.story import StorySeen
 from tokens_forge.pipeline import idempotency
 from tokens_forge.pipeline.give_up import give_up_error, upstream_headers
 from tokens_forge.pipeline.request import ChatRequest
@@ -67,6 +69,7 @@ class ChatStory:
         self.reserved = 0  # over all attempts, like the charge
         self.charged = 0
         self.headers: dict[str, str] = {"X-TF-Receipt-Id": self.head.id}
+        self.seen = StorySeen(state.obs, self.head)  # metrics, spans and the log line of the story
 
     # -- the story -------------------------------------------------------------------------
 
@@ -142,15 +145,21 @@ class ChatStory:
     async def _reserve(self, route: RouteInfo, sizing: Sizing, *, reject: bool) -> guard.Reservation:
         attempt_no = self.attempts + 1
         ttl = self.settings.hold_ttl_s + route.timeout_s
-        res = await store.open_attempt(self.pg, self.head, route, attempt_no, sizing.amount, ttl,
-                                       create=not self.opened, reject=reject, owner_id=self.state.worker.id,
-                                       writer=self.state.ledger_writer)
+        res = await self.seen.reserved(route, sizing.amount, store.open_attempt(
+            self.pg, self.head, route, attempt_no, sizing.amount, ttl, create=not self.opened, reject=reject,
+            owner_id=self.state.worker.id, writer=self.state.ledger_writer,
+            rate_tokens=rate_limits.token_cost(sizing)))
         self.opened = True
         if res.ok:
             self.attempts = attempt_no
             self.reserved += sizing.amount
         self.headers.update({"X-TF-Route-Kind": route.kind, "X-TF-Bucket": route.bucket,
                              "X-TF-Reserved-Micros": str(self.reserved)})
+        if res.rate is not None:  # the first attempt of a key with rate limits
+            self.headers.update(rate_limits.headers(res.rate))
+            if res.refused_scope in rate_limits.SCOPES:  # nothing else is tried: its receipt is `rejected`
+                raise rate_limits.refusal(res.refused_scope, res.rate, tokens=rate_limits.token_cost(sizing),
+                                          receipt_id=self.head.id, answer_headers=self.headers)
         if not res.ok and reject:
             await store.explain_rejection(self.pg, self.head.id, self._refusal_error(res, sizing, route).message)
         return res
@@ -192,8 +201,9 @@ class ChatStory:
                      final: ReceiptEnd | None) -> None:
         """Settle the attempt's hold with the charge decided (and close the receipt with `final`)."""
         assert res.hold_id is not None
-        charged = await store.finish_attempt(self.pg, self.head, route, self.attempts, res.hold_id, end, final,
-                                             writer=self.state.ledger_writer, patience_s=self.settings.settle_wait_s)
+        charged = await self.seen.settled(route, end, store.finish_attempt(
+            self.pg, self.head, route, self.attempts, res.hold_id, end, final, writer=self.state.ledger_writer,
+            patience_s=self.settings.settle_wait_s))
         # None: the database is away and the writer keeps the settle; it will book what was decided
         self.charged += end.charge.amount if charged is None else charged
 

@@ -159,7 +159,8 @@ async def store_until_done(engine: AsyncEngine, c: Claim, status: int, headers: 
 
 
 async def store_error(engine: AsyncEngine, c: Claim, err: ForgeError) -> None:
-    if err.status_code == 402 or err.status_code == 401 or (err.status_code >= 503 and err.code != "upstream_timeout"):
+    if (err.status_code in (401, 402) or err.code == "rate_limit_exceeded"
+            or (err.status_code >= 503 and err.code != "upstream_timeout")):
         await release(engine, c)  # nothing was charged: let a retry run again
         return
     await store(engine, c, err.status_code, {**err.headers}, orjson.dumps(err.body()))

@@ -12,6 +12,7 @@ from tokens_forge.api.deps import bearer
 from tokens_forge.api.errors import as_forge_error, render
 from tokens_forge.api.openai.chat import complete_chat
 from tokens_forge.keys.auth import delegated_key
+from tokens_forge.observability.request import note_key
 
 PATH = "/v1/chat/completions"
 
@@ -29,6 +30,7 @@ class ChatFastPath:
         request = Request(scope, receive)
         try:
             key = delegated_key(scope) or await self.owner.state.keys.authenticate(bearer(request))
+            note_key(key.id)
             response = await complete_chat(request, key)
         except Exception as exc:
             err = as_forge_error(exc)

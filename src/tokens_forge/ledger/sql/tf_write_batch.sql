@@ -12,17 +12,31 @@
 -- voided matches nothing: a repeated finish charges nothing.
 --
 -- Lock order, the same for every transaction that moves money, so that no two deadlock: the rows
--- of the requests themselves (receipts, holds, attempts: each belongs to one request); then spend
--- counters by id, then ledger accounts by id, of finishes and opens together; then runs by id.
+-- of the requests themselves (receipts, holds, attempts: each belongs to one request); then the
+-- rate-limit rows of the batch's keys by key id; then spend counters by id, then ledger accounts
+-- by id, of finishes and opens together; then runs by id.
+--
+-- Rate limits (SPEC §11): a request's first attempt (`create`) of a key with `requests_per_minute`
+-- or `tokens_per_minute` counts one request and `rate_tokens` tokens against them, before any cap
+-- (a request the spend guard refuses afterwards still counted; later attempts count nothing). Each
+-- limit is a bucket that refills continuously: its use is kept in units of 1/60,000,000 (a request
+-- or a token is UNIT of them), so a limit of N a minute gives back exactly N units a microsecond,
+-- in integers, on the database's clock: exact across workers and hosts. A refusal is scope
+-- `requests_per_minute` or `tokens_per_minute` and always closes the receipt `rejected` (nothing
+-- else is tried); its wait is in `rl_retry_after_us` (NULL: the request's tokens exceed the limit
+-- itself, no wait helps).
 -- Items are decided in order, finishes first (they free money that opens may need), each exactly
 -- as if it were alone, against the locked rows as the earlier items left them.
 --
 -- Returns a row per item: for a finish what it charged and whether it resolved its hold (false: the
 -- hold was no longer open; a charge then is a late one); for an open its hold, or the scope that
--- refused it and what is left there, else what is left in the bucket.
+-- refused it and what is left there, else what is left in the bucket; for a first attempt of a key
+-- with rate limits, where they stand after it (the `rl_` columns; reset: microseconds until full).
 CREATE FUNCTION tf_write_batch(p_finishes JSONB, p_opens JSONB, p_durable BOOLEAN)
 RETURNS TABLE (phase TEXT, idx INTEGER, hold_id BIGINT, refused_scope TEXT, remaining BIGINT, charged BIGINT,
-               resolved BOOLEAN)
+               resolved BOOLEAN, rl_requests_limit INTEGER, rl_requests_remaining BIGINT,
+               rl_requests_reset_us BIGINT, rl_tokens_limit BIGINT, rl_tokens_remaining BIGINT,
+               rl_tokens_reset_us BIGINT, rl_retry_after_us BIGINT)
 LANGUAGE plpgsql
 SET enable_seqscan = off  -- every lookup here goes through a key: a young table's statistics must not pick a scan
 AS $$
@@ -48,7 +62,7 @@ DECLARE
     h_counters TEXT[] := array_fill(NULL::TEXT, ARRAY[nf]);
     -- opens: the keys of the batch (with their projects' limits) and runs, read once
     k_ids TEXT[]; k_acct TEXT[]; k_proj TEXT[]; k_active BOOLEAN[]; k_per_req BIGINT[];
-    k_daily BIGINT[]; k_total BIGINT[]; k_pdaily BIGINT[]; k_ptotal BIGINT[];
+    k_daily BIGINT[]; k_total BIGINT[]; k_pdaily BIGINT[]; k_ptotal BIGINT[]; k_rpm BIGINT[]; k_tpm BIGINT[];
     r_ids TEXT[]; r_acct TEXT[]; r_budget BIGINT[];
     w_acct TEXT[]; w_scope TEXT[]; w_owner TEXT[]; w_period TEXT[];
     w_names TEXT[] := ARRAY[]::TEXT[]; w_ids BIGINT[] := ARRAY[]::BIGINT[];
@@ -57,6 +71,14 @@ DECLARE
     o_rem BIGINT[] := array_fill(0::BIGINT, ARRAY[nop]);
     o_acct TEXT[] := array_fill(NULL::TEXT, ARRAY[nop]);
     o_counters TEXT[] := array_fill(NULL::TEXT, ARRAY[nop]);
+    -- rate limits: the locked rows (key, use in units, per limit) and what each first attempt is told
+    UNIT CONSTANT BIGINT := 60000000;
+    l_keys TEXT[]; l_req BIGINT[]; l_tok BIGINT[]; l_at TIMESTAMPTZ[]; l_now TIMESTAMPTZ; li INTEGER;
+    l_used BOOLEAN := false; v_elapsed BIGINT; v_cost BIGINT; v_wait BIGINT;
+    o_rpm BIGINT[] := array_fill(NULL::BIGINT, ARRAY[nop]); o_req_left BIGINT[] := array_fill(NULL::BIGINT, ARRAY[nop]);
+    o_req_reset BIGINT[] := array_fill(NULL::BIGINT, ARRAY[nop]); o_tpm BIGINT[] := array_fill(NULL::BIGINT, ARRAY[nop]);
+    o_tok_left BIGINT[] := array_fill(NULL::BIGINT, ARRAY[nop]); o_tok_reset BIGINT[] := array_fill(NULL::BIGINT, ARRAY[nop]);
+    o_wait BIGINT[] := array_fill(NULL::BIGINT, ARRAY[nop]);
     -- the locked rows: counters (id, name, used, deltas) and ledger accounts (code, id, balance, deltas)
     v_counters BIGINT[] := ARRAY[]::BIGINT[];
     v_codes TEXT[] := ARRAY['overage'];
@@ -114,10 +136,71 @@ BEGIN
           FROM unnest(oi) WITH ORDINALITY x WHERE x."create" ORDER BY x.ordinality;
         SELECT array_agg(k.id), array_agg(k.account_id), array_agg(k.project_id), array_agg(k.status = 'active'),
                array_agg(k.per_request_limit_micros), array_agg(k.daily_limit_micros), array_agg(k.total_limit_micros),
-               array_agg(p.daily_limit_micros), array_agg(p.total_limit_micros)
-          INTO k_ids, k_acct, k_proj, k_active, k_per_req, k_daily, k_total, k_pdaily, k_ptotal
+               array_agg(p.daily_limit_micros), array_agg(p.total_limit_micros), array_agg(k.requests_per_minute::BIGINT),
+               array_agg(k.tokens_per_minute)
+          INTO k_ids, k_acct, k_proj, k_active, k_per_req, k_daily, k_total, k_pdaily, k_ptotal, k_rpm, k_tpm
           FROM api_keys k JOIN projects p ON p.id = k.project_id
          WHERE k.id IN (SELECT x.key_id FROM unnest(oi) x);
+        -- The rate limits of the first attempts: each limited key's row (made when missing), locked
+        -- in key order, decayed to now, then each first attempt decided in order.
+        SELECT array_agg(DISTINCT x.key_id ORDER BY x.key_id) INTO l_keys
+          FROM unnest(oi) x JOIN api_keys k ON k.id = x.key_id
+         WHERE x."create" AND k.status = 'active' AND (k.requests_per_minute IS NOT NULL OR k.tokens_per_minute IS NOT NULL);
+        IF l_keys IS NOT NULL THEN
+            INSERT INTO key_rate_limits (key_id)
+            SELECT t.k FROM unnest(l_keys) WITH ORDINALITY t(k, n) ORDER BY t.n ON CONFLICT (key_id) DO NOTHING;
+            SELECT array_agg(l.key_id ORDER BY l.key_id), array_agg(l.requests_used ORDER BY l.key_id),
+                   array_agg(l.tokens_used ORDER BY l.key_id), array_agg(l.updated_at ORDER BY l.key_id)
+              INTO l_keys, l_req, l_tok, l_at
+              FROM (SELECT rl.* FROM key_rate_limits rl WHERE rl.key_id = ANY(l_keys) ORDER BY rl.key_id
+                    FOR NO KEY UPDATE) l;
+            l_now := clock_timestamp();
+            FOR j IN 1 .. array_length(l_keys, 1) LOOP  -- what has refilled since (a minute refills all)
+                ki := array_position(k_ids, l_keys[j]);
+                v_elapsed := least(greatest((extract(epoch FROM l_now - l_at[j]) * 1000000)::BIGINT, 0), UNIT);
+                l_req[j] := greatest(l_req[j] - v_elapsed * coalesce(k_rpm[ki], UNIT), 0);
+                l_tok[j] := greatest(l_tok[j] - v_elapsed * coalesce(k_tpm[ki], UNIT), 0);
+            END LOOP;
+            FOR i IN 1 .. nop LOOP
+                o := oi[i];
+                CONTINUE WHEN NOT coalesce(o."create", false);
+                li := array_position(l_keys, o.key_id);
+                CONTINUE WHEN li IS NULL;
+                ki := array_position(k_ids, o.key_id);
+                -- a request's tokens beyond the limit itself can never pass: counted as the limit plus one
+                v_cost := least(greatest(coalesce(o.rate_tokens, 0), 0), coalesce(k_tpm[ki], 0) + 1) * UNIT;
+                v_wait := 0;
+                IF k_rpm[ki] IS NOT NULL AND l_req[li] + UNIT > k_rpm[ki] * UNIT THEN
+                    o_scope[i] := 'requests_per_minute';
+                    v_wait := (l_req[li] + UNIT - k_rpm[ki] * UNIT + k_rpm[ki] - 1) / k_rpm[ki];
+                END IF;
+                IF k_tpm[ki] IS NOT NULL AND l_tok[li] + v_cost > k_tpm[ki] * UNIT THEN
+                    o_scope[i] := coalesce(o_scope[i], 'tokens_per_minute');
+                    v_wait := CASE WHEN v_cost > k_tpm[ki] * UNIT THEN NULL
+                                   ELSE greatest(v_wait, (l_tok[li] + v_cost - k_tpm[ki] * UNIT + k_tpm[ki] - 1) / k_tpm[ki])
+                              END;
+                END IF;
+                IF o_scope[i] IS NULL THEN
+                    IF k_rpm[ki] IS NOT NULL THEN l_req[li] := l_req[li] + UNIT; END IF;
+                    IF k_tpm[ki] IS NOT NULL THEN l_tok[li] := l_tok[li] + v_cost; END IF;
+                    l_used := true;
+                ELSE
+                    o_wait[i] := v_wait;
+                END IF;
+                IF k_rpm[ki] IS NOT NULL THEN
+                    o_rpm[i] := k_rpm[ki]; o_req_left[i] := greatest(k_rpm[ki] * UNIT - l_req[li], 0) / UNIT;
+                    o_req_reset[i] := (l_req[li] + k_rpm[ki] - 1) / k_rpm[ki];
+                END IF;
+                IF k_tpm[ki] IS NOT NULL THEN
+                    o_tpm[i] := k_tpm[ki]; o_tok_left[i] := greatest(k_tpm[ki] * UNIT - l_tok[li], 0) / UNIT;
+                    o_tok_reset[i] := (l_tok[li] + k_tpm[ki] - 1) / k_tpm[ki];
+                END IF;
+            END LOOP;
+            IF l_used THEN
+                UPDATE key_rate_limits rl SET requests_used = u.r, tokens_used = u.tk, updated_at = l_now
+                  FROM unnest(l_keys, l_req, l_tok) u(k, r, tk) WHERE rl.key_id = u.k;
+            END IF;
+        END IF;
         SELECT array_agg(ru.id), array_agg(ru.account_id), array_agg(ru.budget_micros) INTO r_ids, r_acct, r_budget
           FROM runs ru WHERE ru.id IN (SELECT x.run_id FROM unnest(oi) x);
         -- Every counter the opens need exists (a new UTC day creates them): missing ones are made in
@@ -147,7 +230,8 @@ BEGIN
         FOR i IN 1 .. nop LOOP
             o := oi[i];
             ki := array_position(k_ids, o.key_id);
-            CONTINUE WHEN ki IS NULL OR NOT k_active[ki] OR (k_per_req[ki] IS NOT NULL AND o.amount > k_per_req[ki]);
+            CONTINUE WHEN ki IS NULL OR NOT k_active[ki] OR (k_per_req[ki] IS NOT NULL AND o.amount > k_per_req[ki])
+                          OR o_scope[i] IS NOT NULL;  -- refused by its key's rate limit
             o_acct[i] := k_acct[ki];
             o_hold[i] := nextval(pg_get_serial_sequence('holds', 'id'));
             v_ids := ARRAY[w_ids[array_position(w_names, 'key_daily|' || o.key_id || '|' || v_day)],
@@ -251,6 +335,7 @@ BEGIN
 
     -- Then the opens: every cap in order, then the bucket.
     FOR i IN 1 .. nop LOOP
+        CONTINUE WHEN o_scope[i] IS NOT NULL;  -- refused by its key's rate limit (above)
         o := oi[i];
         ki := array_position(k_ids, o.key_id);
         IF ki IS NULL OR NOT k_active[ki] THEN
@@ -366,12 +451,17 @@ BEGIN
             DELETE FROM holds WHERE id = o_hold[i];
             o_hold[i] := NULL;
         END IF;
-        CONTINUE WHEN NOT coalesce(o.reject, false);
+        -- a rate limit's refusal ends the request whatever is left to try
+        CONTINUE WHEN NOT coalesce(o.reject, false) AND o_scope[i] NOT IN ('requests_per_minute', 'tokens_per_minute');
         UPDATE receipts
            SET status = 'rejected', route_kind = o.route_kind, bucket = o.bucket, completed_at = clock_timestamp(),
-               reason = 'refused by the spend guard (' || o_scope[i] || ')',
+               reason = CASE WHEN o_scope[i] IN ('requests_per_minute', 'tokens_per_minute')
+                             THEN 'refused by the key''s rate limit (' || o_scope[i] || ')'
+                             ELSE 'refused by the spend guard (' || o_scope[i] || ')' END,
                error_code = CASE o_scope[i] WHEN 'bucket' THEN 'insufficient_balance'
                                            WHEN 'key_revoked' THEN 'invalid_api_key'
+                                           WHEN 'requests_per_minute' THEN 'rate_limit_exceeded'
+                                           WHEN 'tokens_per_minute' THEN 'rate_limit_exceeded'
                                            ELSE 'spend_limit_exceeded' END
          WHERE id = o.receipt_id;
     END LOOP;
@@ -387,8 +477,11 @@ BEGIN
     END IF;
 
     RETURN QUERY
-        SELECT 'finish'::TEXT, i, NULL::BIGINT, NULL::TEXT, NULL::BIGINT, h_charged[i], h_amount[i] IS NOT NULL
+        SELECT 'finish'::TEXT, i, NULL::BIGINT, NULL::TEXT, NULL::BIGINT, h_charged[i], h_amount[i] IS NOT NULL,
+               NULL::INTEGER, NULL::BIGINT, NULL::BIGINT, NULL::BIGINT, NULL::BIGINT, NULL::BIGINT, NULL::BIGINT
           FROM generate_series(1, nf) i
         UNION ALL
-        SELECT 'open'::TEXT, i, o_hold[i], o_scope[i], o_rem[i], NULL::BIGINT, NULL::BOOLEAN FROM generate_series(1, nop) i;
+        SELECT 'open'::TEXT, i, o_hold[i], o_scope[i], o_rem[i], NULL::BIGINT, NULL::BOOLEAN, o_rpm[i]::INTEGER,
+               o_req_left[i], o_req_reset[i], o_tpm[i], o_tok_left[i], o_tok_reset[i], o_wait[i]
+          FROM generate_series(1, nop) i;
 END $$;
