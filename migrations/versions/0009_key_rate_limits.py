@@ -41,7 +41,7 @@ CREATE TABLE key_rate_limits (
 
 FILES = {
     "tf_open_item": "f2b9ef30f4044c42",
-    "tf_write_batch": "d1139cf02cce5ca9",
+    "tf_write_batch": "8fddf864c72164c7",
 }
 
 

@@ -229,15 +229,18 @@ async def test_admin_creates_a_key_and_sees_its_secret_once(live_gateway, contex
     form = page.locator("#new-key")
     await form.get_by_label("Name").fill("console-made")
     await form.get_by_label("Daily limit (micros)").fill("700000")
+    await form.get_by_label("Requests per minute").fill("30")
     await form.get_by_role("button", name="Create key").click()
     secret = await page.get_by_test_id("new-secret").inner_text()
     assert secret.startswith("tf-")
     await screenshot(page, "admin-key-created")
     made = await api_get(live, "/v1/wallet", secret)
     assert made["limits"]["key"]["daily_micros"] == 700_000
+    assert made["rate_limits"] == {"requests_per_minute": 30, "tokens_per_minute": None}
     await page.reload()
     assert secret not in await page.content()
-    assert "console-made" in await page.get_by_test_id("keys").inner_text()
+    keys = await page.get_by_test_id("keys").inner_text()
+    assert "console-made" in keys and "30 requests per minute" in keys
 
     # a top-up through the form moves the balance the page shows (read back from the API)
     await page.get_by_label("Amount (micros)", exact=True).fill("1234567")

@@ -178,7 +178,9 @@ async def test_admin_pages_runs_health_key_spend_and_audit_diff(app, client, adm
     ok(await client.post("/v1/chat/completions", json=t.chat(), headers=t.auth))
     run = ok(await client.post("/v1/runs", json={"model": t.model, "mode": "quick", "budget_micros": 9_000},
                                headers=t.auth))
-    ok(await admin.patch(f"/keys/{t.key['id']}", json={"limits": {"daily_micros": 777}}))
+    ok(await admin.patch(f"/keys/{t.key['id']}", json={"limits": {"daily_micros": 777},
+                                                        "rate_limits": {"requests_per_minute": 1200,
+                                                                        "tokens_per_minute": 90_000}}))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gw.test") as c:
         await sign_in(c, ADMIN)
         runs = (await c.get("/console/admin/runs", params={"account_id": t.account["id"]})).text
@@ -192,6 +194,9 @@ async def test_admin_pages_runs_health_key_spend_and_audit_diff(app, client, adm
         key_page = (await c.get(f"/console/admin/keys/{t.key['id']}")).text
         assert 'data-testid="audit-diff"' in key_page and "limits.daily_micros" in key_page
         assert "<ins>777</ins>" in key_page and "<del>null</del>" in key_page
+        assert "Rate limits: 1,200 requests, 90,000 tokens per minute." in key_page
+        assert 'name="rate_limits.requests_per_minute" data-type="int?"' in key_page and 'value="1200"' in key_page
+        assert 'name="rate_limits.tokens_per_minute"' in key_page and 'value="90000"' in key_page
         audit = (await c.get("/console/admin/audit", params={"target_id": t.key["id"]})).text
         assert "<ins>777</ins>" in audit
 

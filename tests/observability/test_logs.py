@@ -63,3 +63,22 @@ async def test_the_suite_logs_are_captured(suite_logs, client):
     """The session-wide check (tests/conftest.py `suite_logs`) sees real request lines."""
     await client.get("/v1/models")
     assert any('"msg":"request"' in line for line in suite_logs.lines)
+
+
+async def test_a_chat_line_tells_the_requests_story(client, tenant):
+    t = await tenant(key={"rate_limits": {"requests_per_minute": 1}})
+    with request_lines() as lines:
+        answer = await client.post("/v1/chat/completions", json=t.chat(), headers=t.auth)
+        refused = await client.post("/v1/chat/completions", json=t.chat(), headers=t.auth)
+        ok(await client.get("/v1/wallet", headers=t.auth))
+    rc = ok(await client.get(f"/v1/receipts/{answer.headers['x-tf-receipt-id']}", headers=t.auth))
+    served, limited, wallet = (orjson.loads(line) for line in lines)
+    assert served["receipt_id"] == rc["id"] and served["key_id"] == t.key["id"] and served["model"] == t.model
+    assert served["route_id"] == t.routes["official"]["id"] and served["bucket"] == "credit"
+    assert served["charged_micros"] == rc["total_charged_micros"] and served["attempts"] == 1
+    assert (served["input_tokens"], served["output_tokens"]) == (rc["prompt_tokens"], rc["completion_tokens"])
+    assert served["reserved_micros"] == int(answer.headers["x-tf-reserved-micros"])
+    assert refused.status_code == 429 and limited["status"] == 429
+    assert limited["error_code"] == "rate_limit_exceeded"
+    assert limited["receipt_id"] == refused.headers["x-tf-receipt-id"] and "attempts" not in limited
+    assert wallet["key_id"] == t.key["id"]  # every endpoint of a key names it

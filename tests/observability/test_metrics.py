@@ -131,3 +131,72 @@ def test_serve_prepares_a_fresh_metrics_directory(tmp_path):
     env = {MULTIPROC_ENV: str(given)}
     assert prepare_multiproc_dir(env) == str(given)
     assert sorted(p.name for p in given.iterdir()) == ["notes.txt"]
+
+
+async def test_the_pipeline_reports_attempts_money_tokens_and_ledger_writes(client, tenant):
+    t = await tenant(official="fail500", key={"retry_policy": {"max_attempts": 2, "retry_on": ["http_5xx"]},
+                                              "fallback_policy": "any_bucket"})
+    official, routed = t.routes["official"]["id"], t.routes["routed"]["id"]
+    before = await scrape(client)
+    r = await client.post("/v1/chat/completions", json=t.chat(), headers=t.auth)
+    ok(r)
+    after = await scrape(client)
+
+    def delta(name, **labels):
+        return sample(after, name, **labels) - sample(before, name, **labels)
+
+    rc = ok(await client.get(f"/v1/receipts/{r.headers['x-tf-receipt-id']}", headers=t.auth))
+    assert delta("tf_upstream_attempts_total", route_id=official, outcome="upstream_error") == 2
+    assert delta("tf_upstream_attempts_total", route_id=routed, outcome="success") == 1
+    assert delta("tf_upstream_attempt_duration_seconds_count", route_id=official) == 2
+    assert delta("tf_reserved_micros_total", bucket="credit") + delta("tf_reserved_micros_total", bucket="routed") \
+        == int(r.headers["x-tf-reserved-micros"])
+    assert delta("tf_charged_micros_total", bucket="routed") == rc["total_charged_micros"] > 0
+    assert delta("tf_charged_micros_total", bucket="credit") == 0
+    assert delta("tf_tokens_total", model=t.model, type="input") == rc["prompt_tokens"]
+    assert delta("tf_tokens_total", model=t.model, type="output") == rc["completion_tokens"] == 5
+    assert delta("tf_ledger_write_duration_seconds_count", phase="reserve") == 3
+    assert delta("tf_ledger_write_duration_seconds_count", phase="settle") == 3
+
+
+async def test_a_ledger_write_retried_after_a_lost_connection_is_counted(app, client, tenant):
+    from tests.ledger.test_writer import head_of, route_of
+    from tokens_forge.ledger import attempts as store
+    from tokens_forge.ledger.writer import LedgerWriter
+
+    t = await tenant()
+    route = await route_of(app, t)
+    writer = LedgerWriter(durable_settle=True, on_retry=app.state.obs.metrics.ledger_write_retried)
+    try:
+        first = await store.open_attempt(app.state.pg, head_of(t, route), route, 1, 100, 600, create=True,
+                                         reject=True, writer=writer)
+        assert first.ok and writer.retries == 0
+        # the writer's own connection is cut: its next write fails once, then goes through
+        await app.state.pg.execute("SELECT pg_terminate_backend($1)", writer._conn.get_server_pid())
+        before = await scrape(client)
+        second = await store.open_attempt(app.state.pg, head_of(t, route), route, 1, 100, 600, create=True,
+                                          reject=True, writer=writer)
+        after = await scrape(client)
+    finally:
+        await writer.close()
+    assert second.ok and writer.retries == 1
+    assert sample(after, "tf_ledger_write_retries_total") - sample(before, "tf_ledger_write_retries_total") == 1
+    for res in (first, second):  # give the money back
+        await app.state.pg.execute("SELECT * FROM tf_write_batch($1::jsonb, '[]'::jsonb, true)",
+                                   f'[{{"hold_id": {res.hold_id}, "charge": 0, "kind": "settle", "outcome": "cancelled",'
+                                   f' "final_status": "cancelled"}}]')
+
+
+async def test_holds_the_sweeper_releases_are_counted(app, client, tenant):
+    from tests.pipeline.test_recovery import _expired_hold
+
+    t = await tenant()
+    before = await scrape(client)
+    _rid, hold = await _expired_hold(app, t)
+    for _ in range(100):  # the app's own sweeper runs every 0.5 s
+        if await app.state.pg.fetchval("SELECT status FROM holds WHERE id = $1", hold) != "open":
+            break
+        await asyncio.sleep(0.1)
+    after = await scrape(client)
+    assert await app.state.pg.fetchval("SELECT status FROM holds WHERE id = $1", hold) == "expired"
+    assert sample(after, "tf_sweeper_released_total") - sample(before, "tf_sweeper_released_total") >= 1

@@ -57,3 +57,35 @@ def test_tracing_off_loads_no_tracing_sdk():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+async def test_the_reservation_each_attempt_and_each_settle_are_child_spans(traced_app, otlp, tenant):
+    application, client = traced_app
+    t = await tenant(official="fail500", key={"retry_policy": {"max_attempts": 2, "retry_on": ["http_5xx"]},
+                                              "fallback_policy": "any_bucket"})
+    answer = await client.post("/v1/chat/completions", json=t.chat(), headers=t.auth)
+    r = ok(answer)
+    application.state.obs.tracing._provider.force_flush()
+    official, routed = t.routes["official"]["id"], t.routes["routed"]["id"]
+
+    def of_this(ss):
+        return [s for s in ss if s.attributes.get("tf.route_id") in (official, routed)]
+
+    spans = otlp.wait_for(lambda ss: len([s for s in of_this(ss) if s.kind == "client"]) == 3
+                          and len([s for s in ss if s.name == "tf.settle"]) >= 3)
+    attempts = sorted((s for s in of_this(spans) if s.kind == "client"), key=lambda s: s.start_ns)
+    reserves = [s for s in of_this(spans) if s.name == "tf.reserve"]
+    trace = attempts[0].trace_id
+    root = next(s for s in spans if s.trace_id == trace and s.kind == "server")
+    assert len(reserves) == 3 and all(s.parent_span_id == root.span_id for s in reserves + attempts)
+    assert [(s.attributes["tf.route_id"], s.attributes["tf.outcome"]) for s in attempts] == [
+        (official, "upstream_error"), (official, "upstream_error"), (routed, "success")]
+    assert [s.attributes["tf.attempt_no"] for s in attempts] == [1, 2, 3]
+    assert attempts[0].status_code == 2 and attempts[2].status_code != 2  # ERROR, then not
+    assert attempts[2].attributes["gen_ai.usage.output_tokens"] == 5 == r["usage"]["completion_tokens"]
+    settles = [s for s in spans if s.name == "tf.settle" and s.trace_id == trace]
+    assert sorted(s.parent_span_id for s in settles) == sorted(s.span_id for s in attempts)
+    assert root.attributes["gen_ai.request.model"] == t.model
+    assert root.attributes["gen_ai.usage.output_tokens"] == 5 and root.attributes["tf.attempts"] == 3
+    assert root.attributes["tf.receipt_id"] == answer.headers["x-tf-receipt-id"]
+    assert root.attributes["tf.route_id"] == routed and root.attributes["tf.bucket"] == "routed"

@@ -31,7 +31,8 @@ async def wallet(conn: AsyncConnection, key: AuthedKey) -> dict:
     project = (await conn.execute(text("SELECT daily_limit_micros, total_limit_micros FROM projects WHERE id = :p"),
                                   {"p": key.project_id})).one()
     limits = (await conn.execute(text("""SELECT daily_limit_micros, total_limit_micros, per_request_limit_micros,
-                                                min_balance_micros FROM api_keys WHERE id = :k"""),
+                                                min_balance_micros, requests_per_minute, tokens_per_minute
+                                           FROM api_keys WHERE id = :k"""),
                                  {"k": key.id})).one()
     return {
         "object": "wallet", "account_id": key.account_id,
@@ -41,6 +42,8 @@ async def wallet(conn: AsyncConnection, key: AuthedKey) -> dict:
                     "per_request_micros": limits.per_request_limit_micros},
             "project": {"daily_micros": project.daily_limit_micros, "total_micros": project.total_limit_micros},
         },
+        "rate_limits": {"requests_per_minute": limits.requests_per_minute,
+                        "tokens_per_minute": limits.tokens_per_minute},
         "min_balance_micros": limits.min_balance_micros,
         "key_spend_micros": await key_spend(conn, key.id),
     }

@@ -143,12 +143,18 @@ BEGIN
          WHERE k.id IN (SELECT x.key_id FROM unnest(oi) x);
         -- The rate limits of the first attempts: each limited key's row (made when missing), locked
         -- in key order, decayed to now, then each first attempt decided in order.
-        SELECT array_agg(DISTINCT x.key_id ORDER BY x.key_id) INTO l_keys
-          FROM unnest(oi) x JOIN api_keys k ON k.id = x.key_id
-         WHERE x."create" AND k.status = 'active' AND (k.requests_per_minute IS NOT NULL OR k.tokens_per_minute IS NOT NULL);
-        IF l_keys IS NOT NULL THEN
+        l_keys := ARRAY[]::TEXT[];
+        FOR i IN 1 .. nop LOOP  -- from the keys just read: no statement when no key is limited
+            CONTINUE WHEN NOT coalesce(oi[i]."create", false);
+            ki := array_position(k_ids, oi[i].key_id);
+            IF ki IS NOT NULL AND k_active[ki] AND (k_rpm[ki] IS NOT NULL OR k_tpm[ki] IS NOT NULL)
+               AND array_position(l_keys, oi[i].key_id) IS NULL THEN
+                l_keys := l_keys || oi[i].key_id;
+            END IF;
+        END LOOP;
+        IF array_length(l_keys, 1) > 0 THEN
             INSERT INTO key_rate_limits (key_id)
-            SELECT t.k FROM unnest(l_keys) WITH ORDINALITY t(k, n) ORDER BY t.n ON CONFLICT (key_id) DO NOTHING;
+            SELECT t.k FROM unnest(l_keys) t(k) ORDER BY t.k ON CONFLICT (key_id) DO NOTHING;
             SELECT array_agg(l.key_id ORDER BY l.key_id), array_agg(l.requests_used ORDER BY l.key_id),
                    array_agg(l.tokens_used ORDER BY l.key_id), array_agg(l.updated_at ORDER BY l.key_id)
               INTO l_keys, l_req, l_tok, l_at
