@@ -12,7 +12,7 @@ The row is made by tf_write_batch on a key's first limited request and locked th
 request rows and before the spend counters (its header states the one lock order).
 
 Revision ID: 0009
-Revises: 0008
+Revises: 0007
 """
 from alembic import op
 
@@ -20,7 +20,7 @@ from tokens_forge.db import sqlfiles
 from tokens_forge.db.sql import run_script
 
 revision = "0009"
-down_revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -40,8 +40,8 @@ CREATE TABLE key_rate_limits (
 """
 
 FILES = {
-    "tf_open_item": "f2b9ef30f4044c42",
-    "tf_write_batch": "8fddf864c72164c7",
+    "tf_open_item": "a46c6a3ff1456d21",
+    "tf_write_batch": "8567172d889dc440",
 }
 
 

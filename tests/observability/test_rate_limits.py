@@ -190,3 +190,23 @@ async def test_one_group_commit_decides_each_first_attempt_in_order(app, tenant)
                                        ReceiptEnd("cancelled"), writer=writer)
     finally:
         await writer.close()
+
+
+async def test_responses_and_embeddings_share_the_keys_limits_and_carry_the_headers(client, admin, tenant):
+    t = await tenant(routed=None, key={"rate_limits": {"requests_per_minute": 3, "tokens_per_minute": 100_000}})
+    ok(await admin.patch(f"/routes/{t.routes['official']['id']}",
+                         json={"apis": ["chat_completions", "responses", "embeddings"]}))
+    calls = [("/v1/chat/completions", t.chat()),
+             ("/v1/responses", {"model": t.model, "input": "hello world", "max_output_tokens": 16}),
+             ("/v1/embeddings", {"model": t.model, "input": "hello world"})]
+    seen = []
+    for path, body in calls:
+        r = await client.post(path, json=body, headers=t.auth)
+        ok(r)
+        seen.append((r.headers["x-ratelimit-remaining-requests"], int(r.headers["x-ratelimit-remaining-tokens"])))
+    assert [s[0] for s in seen] == ["2", "1", "0"]  # one limit for every endpoint of the key
+    assert seen[0][1] > seen[1][1] > seen[2][1]
+    r = await client.post("/v1/embeddings", json={"model": t.model, "input": "hello world"}, headers=t.auth)
+    assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
+    rc = await receipt(client, t, r)
+    assert (rc["status"], rc["endpoint"], rc["total_charged_micros"]) == ("rejected", "embeddings", 0)

@@ -29,10 +29,10 @@ T = TypeVar("T")
 
 
 class StorySeen:
-    __slots__ = ("_attempt_span", "_attempt_started", "metrics", "model", "obs", "rec")
+    __slots__ = ("_attempt_span", "_attempt_started", "endpoint", "metrics", "model", "obs", "rec")
 
     def __init__(self, obs: Observability, head: ReceiptHead):
-        self.obs, self.metrics, self.model = obs, obs.metrics, head.model
+        self.obs, self.metrics, self.model, self.endpoint = obs, obs.metrics, head.model, head.endpoint
         self.rec = rec = current()
         self._attempt_started = 0.0
         self._attempt_span: Any = None
@@ -62,8 +62,9 @@ class StorySeen:
             rec.route_id, rec.route_kind, rec.bucket = route.id, route.kind, route.bucket
             rec.reserved_micros = (rec.reserved_micros or 0) + amount
         if tracing is not None:
-            self._attempt_span = tracing.start_span(f"chat {route.upstream_model}", {
-                "gen_ai.operation.name": "chat", "gen_ai.system": GEN_AI_SYSTEM,
+            operation = "embeddings" if self.endpoint == "embeddings" else "chat"
+            self._attempt_span = tracing.start_span(f"{operation} {route.upstream_model}", {
+                "gen_ai.operation.name": operation, "gen_ai.system": GEN_AI_SYSTEM,
                 "gen_ai.request.model": route.upstream_model, "tf.route_id": route.id, "tf.route_kind": route.kind,
                 "tf.bucket": route.bucket, "tf.reserved_micros": amount,
                 "tf.attempt_no": rec.attempts if rec is not None else 0}, kind="client")
