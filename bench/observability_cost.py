@@ -3,8 +3,10 @@ metrics, the JSON log line, OpenTelemetry spans), on and off, without HTTP or a 
 
 Each configuration runs in a fresh process (prometheus-client picks its multiprocess mode at
 import, and tracing must start cold), driving the real `ObservedRequests` middleware around a
-trivial ASGI app that answers at once; an optional inner part opens the pipeline's three child
-spans (reservation, upstream attempt, settle) through `Observability.span`. CPU is the child
+trivial ASGI app that answers at once; an optional inner part reports what the request story
+reports of one request (observability/story.py: a reservation, an attempt, its settle: their
+metrics, the request's facts and, with tracing on, the three child spans), around writes that
+answer at once. CPU is the child
 process's own (time.process_time: every thread, the span exporter's included), after a flush of
 the spans queued. Spans go over OTLP/HTTP to a sink in the parent process that discards them.
 
@@ -30,9 +32,10 @@ CONFIGS = {
     "metrics, one process": ({}, "warning", False),
     "metrics, multiprocess files (serve)": ({"PROMETHEUS_MULTIPROC_DIR": "<tmp>"}, "warning", False),
     "metrics + JSON log line": ({"PROMETHEUS_MULTIPROC_DIR": "<tmp>"}, "info", False),
-    "+ tracing off, 3 child-span calls": ({"PROMETHEUS_MULTIPROC_DIR": "<tmp>"}, "info", True),
+    "+ the pipeline's reports, tracing off": ({"PROMETHEUS_MULTIPROC_DIR": "<tmp>"}, "info", True),
     "+ tracing on, request span": ({"PROMETHEUS_MULTIPROC_DIR": "<tmp>", "OTEL": "1"}, "info", False),
-    "+ tracing on, request + 3 child spans": ({"PROMETHEUS_MULTIPROC_DIR": "<tmp>", "OTEL": "1"}, "info", True),
+    "+ tracing on, request span + the pipeline's 3": ({"PROMETHEUS_MULTIPROC_DIR": "<tmp>", "OTEL": "1"}, "info",
+                                                        True),
 }
 
 
@@ -40,8 +43,13 @@ def run_child(name: str, n: int) -> dict:
     import asyncio
 
     from tokens_forge.config import Settings
+    from tokens_forge.guard.money import Charge, Price
+    from tokens_forge.guard.service import Reservation
+    from tokens_forge.ledger.attempts import AttemptEnd, ReceiptHead
     from tokens_forge.observability import Observability
     from tokens_forge.observability.middleware import ObservedRequests
+    from tokens_forge.observability.story import StorySeen
+    from tokens_forge.routing.cache import RouteInfo
 
     env, level, children = CONFIGS[name]
     settings = Settings(database_url="postgresql://unused@127.0.0.1:1/x", log_level=level or "warning")
@@ -51,14 +59,24 @@ def run_child(name: str, n: int) -> dict:
     start_msg = {"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]}
     body_msg = {"type": "http.response.body", "body": body}
 
+    route = RouteInfo(id="route_bench", model="m", kind="official", base_url="http://127.0.0.1:9/v1",
+                      upstream_model="m-up", api_key=None, price=Price(1, 2), price_snapshot_id="price_bench",
+                      failed_charge_mode="none", failed_charge_flat_micros=0, timeout_s=30.0, priority=1)
+    head = ReceiptHead(id="rcpt_bench", account_id="acct_b", project_id="proj_b", key_id="key_b", run_id=None,
+                       model="m", stream=False)
+    end = AttemptEnd("success", Charge(27, "usage", "usage × price", 12, 16), 200, 5)
+
+    async def reserve() -> Reservation:
+        return Reservation(1, None, None, 1_000_000)
+
+    async def settle() -> int:
+        return 27
+
     async def app(scope, receive, send):
-        if children:
-            with obs.span("tf.reserve"):
-                pass
-            with obs.span("chat m", kind="client"):
-                pass
-            with obs.span("tf.settle"):
-                pass
+        if children:  # what ChatStory reports of a request of one attempt
+            seen = StorySeen(obs, head)
+            await seen.reserved(route, 100, reserve())
+            await seen.settled(route, end, settle())
         await send(start_msg)
         await send(body_msg)
 

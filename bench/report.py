@@ -327,9 +327,10 @@ def section_observability(results: Path) -> list[str]:
     lines += ["`bench/observability_cost.py`: the observability middleware around an ASGI app that answers at "
               "once, no HTTP and no database, each configuration in a fresh process; CPU of that process (the "
               "span exporter's thread included, after a flush) per request, the least of "
-              f"{micro.get('repeats', 1)} runs. The three child spans are those "
-              "the pipeline opens (reservation, upstream attempt, settle); off, they are calls that return "
-              f"one shared no-op object. Load average {micro['load_average_1m']:.2f} on {micro['cpus']} cores "
+              f"{micro.get('repeats', 1)} runs. *The pipeline's reports* are what the request story reports of a "
+              "request of one attempt (observability/story.py: the reservation, the attempt and its settle: "
+              "their metrics and the log line's facts and, with tracing on, their three child spans), around "
+              f"ledger writes that answer at once. Load average {micro['load_average_1m']:.2f} on {micro['cpus']} cores "
               "while it ran.", ""]
     rows = [[r["config"], f"{r['cpu_us_per_request']:.1f}", f"{r['added_cpu_us']:+.1f}"] for r in micro["results"]]
     lines += table(["configuration", "CPU µs / request", "added"], rows)

@@ -111,6 +111,7 @@ class Metrics:
         self._request_children: dict[tuple[str, int], object] = {}
         self._duration_children: dict[str, object] = {}
         self._in_flight_children: dict[str, object] = {}
+        self._children: dict[tuple, object] = {}  # the pipeline's series, by (metric name, label values)
 
     # -- calls from the request path ----------------------------------------------------------
 
@@ -134,25 +135,33 @@ class Metrics:
         if error_code is not None:
             self.errors.labels(endpoint, error_code).inc()
 
+    def _child(self, metric, *values: str):
+        """The series of `metric` with these label values, looked up once (see request_done)."""
+        key = (metric._name, *values)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*values)
+        return child
+
     def attempt_done(self, route_id: str, outcome: str, seconds: float | None) -> None:
-        self.attempts.labels(route_id, outcome).inc()
+        self._child(self.attempts, route_id, outcome).inc()
         if seconds is not None:
-            self.attempt_duration.labels(route_id).observe(seconds)
+            self._child(self.attempt_duration, route_id).observe(seconds)
 
     def money(self, bucket: str, *, reserved: int = 0, charged: int = 0) -> None:
         if reserved:
-            self.reserved.labels(bucket).inc(reserved)
+            self._child(self.reserved, bucket).inc(reserved)
         if charged:
-            self.charged.labels(bucket).inc(charged)
+            self._child(self.charged, bucket).inc(charged)
 
     def usage(self, model: str, input_tokens: int, output_tokens: int) -> None:
         if input_tokens:
-            self.tokens.labels(model, "input").inc(input_tokens)
+            self._child(self.tokens, model, "input").inc(input_tokens)
         if output_tokens:
-            self.tokens.labels(model, "output").inc(output_tokens)
+            self._child(self.tokens, model, "output").inc(output_tokens)
 
     def ledger_write(self, phase: str, seconds: float) -> None:
-        self.ledger_writes.labels(phase).observe(seconds)
+        self._child(self.ledger_writes, phase).observe(seconds)
 
     def ledger_write_retried(self, n: int = 1) -> None:
         if n:
