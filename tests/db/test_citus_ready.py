@@ -13,7 +13,7 @@ from tokens_forge.db.url import plain_url
 
 ROOT = "accounts"  # distributed by its id: every other account's table is colocated with it
 ACCOUNT_TABLES = {"projects", "api_keys", "runs", "receipts", "holds", "transfers", "attempts",
-                  "idempotency_keys", "spend_counters"}
+                  "idempotency_keys", "spend_counters", "key_rate_limits"}
 REFERENCE_TABLES = {"routes", "price_snapshots"}
 # Not distributed (docs/scale.md): the audit log, worker heartbeats and console sessions are not an
 # account's rows; ledger_accounts holds the platform's accounts beside the tenants'.
@@ -93,7 +93,8 @@ def test_foreign_keys_between_an_accounts_rows_name_the_account_on_both_sides(ca
             assert "account_id" not in pairs, fk["conname"]  # a platform row belongs to no account
         else:
             assert (fk["tbl"], fk["ref"]) in BY_ID, f"{fk['conname']}: {fk['tbl']} -> {fk['ref']}"
-    assert checked == 12  # keys, runs (2), receipts (3), holds, transfers, attempts (2), idempotency, sessions
+    assert checked == 13  # keys, runs (2), receipts (3), holds, transfers, attempts (2), idempotency, sessions,
+    #                       rate limits
 
 
 def test_reference_tables_reference_only_reference_tables(catalog):

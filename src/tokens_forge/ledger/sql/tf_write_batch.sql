@@ -153,8 +153,9 @@ BEGIN
             END IF;
         END LOOP;
         IF array_length(l_keys, 1) > 0 THEN
-            INSERT INTO key_rate_limits (key_id)
-            SELECT t.k FROM unnest(l_keys) t(k) ORDER BY t.k ON CONFLICT (key_id) DO NOTHING;
+            INSERT INTO key_rate_limits (key_id, account_id)
+            SELECT t.k, k_acct[array_position(k_ids, t.k)] FROM unnest(l_keys) t(k) ORDER BY t.k
+            ON CONFLICT (key_id, account_id) DO NOTHING;
             SELECT array_agg(l.key_id ORDER BY l.key_id), array_agg(l.requests_used ORDER BY l.key_id),
                    array_agg(l.tokens_used ORDER BY l.key_id), array_agg(l.updated_at ORDER BY l.key_id)
               INTO l_keys, l_req, l_tok, l_at
