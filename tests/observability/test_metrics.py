@@ -192,11 +192,12 @@ async def test_holds_the_sweeper_releases_are_counted(app, client, tenant):
 
     t = await tenant()
     before = await scrape(client)
-    _rid, hold = await _expired_hold(app, t)
-    for _ in range(100):  # the app's own sweeper runs every 0.5 s
-        if await app.state.pg.fetchval("SELECT status FROM holds WHERE id = $1", hold) != "open":
+    released = 0
+    for _ in range(20):  # other apps of the suite sweep the same database: until this one releases one
+        await _expired_hold(app, t)
+        released += await app.state.background._sweep()
+        counted = sample(await scrape(client), "tf_sweeper_released_total") - sample(before, "tf_sweeper_released_total")
+        if counted:
             break
-        await asyncio.sleep(0.1)
-    after = await scrape(client)
-    assert await app.state.pg.fetchval("SELECT status FROM holds WHERE id = $1", hold) == "expired"
-    assert sample(after, "tf_sweeper_released_total") - sample(before, "tf_sweeper_released_total") >= 1
+    # what this app's sweeps released (the explicit ones, and its own background task's)
+    assert counted >= max(released, 1)

@@ -62,13 +62,14 @@ class Background:
     async def _beat(self) -> None:
         await self.state.worker.beat(self.state.pg)
 
-    async def _sweep(self) -> None:
+    async def _sweep(self) -> int:
         n = await sweep_expired(self.state.engine, dead_after_s=self.state.settings.worker_dead_after_s)
         self.state.obs.metrics.holds_swept(n)
         if n:
             log.info("released %d hold(s) of gone workers", n)
         await forget_old_idempotency_keys(self.state.engine)
         await forget_long_dead(self.state.pg)
+        return n
 
     async def _poll_cancelled_runs(self) -> None:
         runs = self.state.flights.runs()
