@@ -399,3 +399,18 @@ async def test_any_json_value_in_any_chat_field(hclient, tenant, field, value, m
 
 
 _PROP_TENANT = None
+
+
+@pytest.mark.parametrize("field,value", [("tools", 1), ("tools", [1]), ("tools", "x"), ("stop", [1]),
+                                         ("stop", 5), ("temperature", "hot"), ("temperature", True),
+                                         ("user", 7), ("response_format", []), ("logit_bias", [1]),
+                                         ("tool_choice", 3), ("seed", 1.5)])
+async def test_a_parameter_of_the_wrong_type_is_a_400_before_any_upstream_call(hclient, tenant, field, value):
+    """Found by the property above: `tools: 1` went upstream and came back a 502."""
+    t = await tenant()
+    before = await money_of(hclient, t)
+    r = await hclient.post("/v1/chat/completions", json={**t.chat(), field: value}, headers=t.auth)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["param"] == field
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert await money_of(hclient, t) == before

@@ -169,9 +169,13 @@ def create_mock_app() -> Starlette:
         model, cid, headers = state.seen(body)
         if (failed := await refusal(model, body, headers)) is not None:
             return failed
+        try:  # a body of a shape OpenAI refuses is a 400 there too, never a crash of the mock
+            first = completion(body, model, cid, usage=model != "nousage")
+        except (TypeError, AttributeError, KeyError, IndexError) as exc:
+            return JSONResponse({"error": {"message": f"invalid request: {exc}", "type": "invalid_request_error",
+                                           "param": None, "code": None}}, status_code=400, headers=headers)
         if not body.get("stream"):
-            out = completion(body, model, cid, usage=model != "nousage")
-            return Response(orjson.dumps(out), media_type="application/json", headers=headers)
+            return Response(orjson.dumps(first), media_type="application/json", headers=headers)
 
         async def gen():
             async for chunk in chunks(body, model, cid):

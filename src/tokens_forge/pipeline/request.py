@@ -17,6 +17,26 @@ OUTPUT_CAP_FIELDS = ("max_tokens", "max_completion_tokens")
 IMAGE_PARTS = ("image_url", "input_image", "image")
 FILE_PARTS = ("file", "input_file", "input_audio")
 
+# The JSON types OpenAI accepts for the parameters a client most often gets wrong. An upstream
+# answers the rest; these are refused here so a malformed body never costs an upstream call.
+_NUMBER = (int, float)
+PARAM_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "temperature": (_NUMBER, "a number"),
+    "top_p": (_NUMBER, "a number"),
+    "presence_penalty": (_NUMBER, "a number"),
+    "frequency_penalty": (_NUMBER, "a number"),
+    "seed": ((int,), "an integer"),
+    "user": ((str,), "a string"),
+    "stop": ((str, list), "a string or an array of strings"),
+    "tools": ((list,), "an array of objects"),
+    "tool_choice": ((str, dict), "a string or an object"),
+    "parallel_tool_calls": ((bool,), "a boolean"),
+    "response_format": ((dict,), "an object"),
+    "logit_bias": ((dict,), "an object"),
+    "logprobs": ((bool,), "a boolean"),
+    "metadata": ((dict,), "an object"),
+}
+
 
 @dataclass
 class ChatRequest:
@@ -48,6 +68,20 @@ def int_field(body: dict, name: str, low: int, high: int) -> int | None:
     if v < low or v > high:
         raise InvalidRequest(f"{name} must be between {low} and {high}, got {v}", param=name)
     return v
+
+
+def check_param_types(body: dict[str, Any]) -> None:
+    """A 400 naming the first well-known parameter whose JSON type OpenAI would refuse."""
+    for name, (types, expected) in PARAM_TYPES.items():
+        v = body.get(name)
+        if v is None:
+            continue
+        wrong = (isinstance(v, bool) and bool not in types) or not isinstance(v, types)
+        if not wrong and isinstance(v, list):
+            item = str if name == "stop" else dict
+            wrong = not all(isinstance(x, item) for x in v)
+        if wrong:
+            raise InvalidRequest(f"Invalid type for '{name}': expected {expected}", param=name)
 
 
 def _image_detail(part: dict) -> str:
@@ -140,6 +174,7 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise InvalidRequest(f"messages[{i}] must be an object with a string role", param=f"messages.{i}")
         _count_content(m.get("content"), tally, i)
+    check_param_types(body)
     stream, include_usage = stream_flags(body)
     shape = PromptShape(size_bytes=len(raw), messages=len(messages), images_low=tally.images_low,
                         images_high=tally.images_high, files=tally.files, text=tally.text)
