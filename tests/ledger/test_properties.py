@@ -1,7 +1,9 @@
-"""Property tests of the ledger against a Python oracle (LEDGER.md): a stateful model of top-up,
-reserve, settle, failure charge, void, expire and cap changes, and a concurrent race of random
-reserves on one balance. Every acceptance, refusal, remaining amount, balance and spend counter
-must match the oracle; a refused or repeated operation writes nothing.
+"""Property tests of the single path (one item per tf_write_batch, guard.service) against the
+Python oracle of tests/ledger/oracle.py (LEDGER.md): a stateful model of top-up, reserve, settle,
+failure charge, void, expire and cap changes, and a concurrent race of random reserves on one
+balance. (The batch path is checked against the same oracle by test_batch_properties.py.) Every
+acceptance, refusal, remaining amount, balance and spend counter must match the oracle; a refused
+or repeated operation writes nothing.
 
 Each example runs on its own event loop and engine (hypothesis drives plain functions; the
 session loop of pytest-asyncio is not running during a sync test). Examples: 25 stateful and 10
@@ -13,7 +15,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import Awaitable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from hypothesis import HealthCheck, event, given, settings
@@ -32,6 +34,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.ledger.conftest import RESOLUTIONS
+from tests.ledger.oracle import BUCKETS, Oracle, ledger_snapshot
 from tokens_forge.accounts import service as accounts
 from tokens_forge.accounts.schemas import AccountCreate, ProjectCreate, ProjectLimits
 from tokens_forge.db.engine import make_engine, make_sessionmaker
@@ -43,7 +46,6 @@ from tokens_forge.ledger import service as ledger
 from tokens_forge.ledger.verify import verify
 
 LONG = os.environ.get("TF_LONG_TESTS") == "1"
-BUCKETS = ("credit", "routed")
 TTL_S = 3600.0
 T = TypeVar("T")
 
@@ -84,92 +86,6 @@ async def transfer_count(engine: AsyncEngine, account_id: str) -> int:
                                    {"a": account_id})).scalar_one()
 
 
-async def db_snapshot(engine: AsyncEngine, t: Tenant) -> tuple[dict, dict]:
-    """Balances per bucket (available, held) and spend counters (pending, posted) by owner."""
-    async with engine.connect() as conn:
-        bal = await ledger.balances(conn, t.account_id)
-        rows = (await conn.execute(text("""SELECT owner_id, pending_micros, posted_micros FROM spend_counters
-                                            WHERE account_id = :a AND scope IN ('key_total', 'project_total')"""),
-                                   {"a": t.account_id})).all()
-    counters = dict.fromkeys((*t.key_ids, t.project_id), (0, 0))  # a counter is made on first use
-    counters.update({r.owner_id: (int(r.pending_micros), int(r.posted_micros)) for r in rows})
-    return {b: (v.available_micros, v.held_micros) for b, v in bal.items()}, counters
-
-
-@dataclass
-class Oracle:
-    """What the ledger must say, computed in plain Python."""
-
-    available: dict[str, int]
-    key_total: dict[str, int | None]
-    key_per_request: dict[str, int | None]
-    project_id: str
-    project_total: int | None
-    held: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BUCKETS, 0))
-    pending: dict[str, int] = field(default_factory=dict)  # counter owner -> pending
-    posted: dict[str, int] = field(default_factory=dict)   # counter owner -> posted
-    holds: dict[int, tuple[str, str, int]] = field(default_factory=dict)  # open: id -> (key, bucket, amount)
-    released: dict[int, tuple[str, str, int]] = field(default_factory=dict)  # expired, not late-charged yet
-    charged: int = 0
-
-    def used(self, owner: str) -> int:
-        return self.pending.get(owner, 0) + self.posted.get(owner, 0)
-
-    def refusal(self, key: str, bucket: str, amount: int) -> tuple[str | None, int]:
-        """(refused scope or None, remaining), in the order tf_reserve checks them."""
-        per_request = self.key_per_request[key]
-        if per_request is not None and amount > per_request:
-            return "key_per_request", per_request
-        for scope, owner, cap in (("key_total", key, self.key_total[key]),
-                                  ("project_total", self.project_id, self.project_total)):
-            if cap is not None and cap - self.used(owner) < amount:
-                return scope, max(cap - self.used(owner), 0)
-        if self.available[bucket] < amount:
-            return "bucket", self.available[bucket]
-        return None, self.available[bucket] - amount
-
-    def reserve(self, hold_id: int, key: str, bucket: str, amount: int) -> None:
-        self.available[bucket] -= amount
-        self.held[bucket] += amount
-        for owner in (key, self.project_id):
-            self.pending[owner] = self.pending.get(owner, 0) + amount
-        self.holds[hold_id] = (key, bucket, amount)
-
-    def late_charge(self, hold_id: int, charge: int) -> int:
-        """A settle after the sweeper released the hold: charged from the wallet once, within every
-        cap and the funds."""
-        if hold_id not in self.released or charge <= 0:
-            return 0
-        key, bucket, amount = self.released.pop(hold_id)
-        late = min(charge, amount, self.available[bucket])  # a charge never exceeds the reservation
-        for owner, cap in ((key, self.key_total[key]), (self.project_id, self.project_total)):
-            if cap is not None:
-                late = min(late, max(cap - self.used(owner), 0))
-        self.available[bucket] -= late
-        for owner in (key, self.project_id):
-            self.posted[owner] = self.posted.get(owner, 0) + late
-        self.charged += late
-        return late
-
-    def resolve(self, hold_id: int, charge: int, status: str = "settled") -> tuple[int, int]:
-        """Close a hold; returns (charged, overage)."""
-        key, bucket, amount = self.holds.pop(hold_id)
-        if status == "expired":
-            self.released[hold_id] = (key, bucket, amount)
-        charged = min(charge, amount)
-        self.held[bucket] -= amount
-        self.available[bucket] += amount - charged
-        for owner in (key, self.project_id):
-            self.pending[owner] -= amount
-            self.posted[owner] = self.posted.get(owner, 0) + charged
-        self.charged += charged
-        return charged, max(charge - amount, 0)
-
-    def snapshot(self, t: Tenant) -> tuple[dict, dict]:
-        return ({b: (self.available[b], self.held[b]) for b in BUCKETS},
-                {o: (self.pending.get(o, 0), self.posted.get(o, 0)) for o in (*t.key_ids, t.project_id)})
-
-
 CAP = st.one_of(st.none(), st.integers(0, 150_000))
 AMOUNT = st.integers(0, 30_000)
 
@@ -198,7 +114,8 @@ class LedgerMachine(RuleBasedStateMachine):
         self.t = self.run(make_tenant(self.engine, funds=funds, key_caps=caps, project_cap=project_cap))
         self.o = Oracle(available=dict(funds), key_total={k: c[0] for k, c in zip(self.t.key_ids, caps, strict=True)},
                         key_per_request={k: c[1] for k, c in zip(self.t.key_ids, caps, strict=True)},
-                        project_id=self.t.project_id, project_total=project_cap)
+                        key_project=dict.fromkeys(self.t.key_ids, self.t.project_id),
+                        project_total={self.t.project_id: project_cap})
 
     def expect_transfers(self, delta: int, op: Awaitable[T]) -> T:
         before = self.run(transfer_count(self.engine, self.t.account_id))
@@ -285,7 +202,7 @@ class LedgerMachine(RuleBasedStateMachine):
     @invariant()
     def ledger_matches_oracle(self):
         if self.t is not None:
-            assert self.run(db_snapshot(self.engine, self.t)) == self.o.snapshot(self.t)
+            assert self.run(ledger_snapshot(self.engine, self.t.account_id, self.o.owners())) == self.o.snapshot()
 
     def teardown(self):
         try:
@@ -349,7 +266,7 @@ def test_shared_balance_race(database, funds, amounts):
         accepted = sum(a for a, r in zip(amounts, results, strict=True) if r.ok)
         left = funds - accepted
         assert 0 <= left
-        assert (await db_snapshot(engine, t))[0]["routed"] == (left, accepted)
+        assert (await ledger_snapshot(engine, t.account_id, []))[0]["routed"] == (left, accepted)
         for amount, r in zip(amounts, results, strict=True):
             assert r.ok or (r.refused_scope == "bucket" and amount > left), (amount, r, left)
         async with engine.begin() as conn:
@@ -357,6 +274,6 @@ def test_shared_balance_race(database, funds, amounts):
                 if r.ok:
                     assert (await guard.resolve(conn, hold_id=r.hold_id, charge=0, kind="settle",
                                                 status="voided")).resolved
-        assert (await db_snapshot(engine, t))[0]["routed"] == (funds, 0)
+        assert (await ledger_snapshot(engine, t.account_id, []))[0]["routed"] == (funds, 0)
 
     run_on_own_loop(database, body)

@@ -14,6 +14,7 @@ from tokens_forge.guard.money import Charge
 from tokens_forge.ids import new_id
 from tokens_forge.ledger import attempts as store
 from tokens_forge.ledger.attempts import AttemptEnd, ReceiptEnd, ReceiptHead
+from tokens_forge.ledger.sweeper import release_item
 from tokens_forge.ledger.writer import LedgerWriter
 
 TTL_S = 600.0
@@ -175,3 +176,34 @@ async def test_a_settle_after_the_sweeper_released_the_hold_books_a_late_charge(
     assert tuple(receipt) == ("succeeded", 50)
     again = await finish_many(app, writer, route, [(heads[0], results[0])], [50])
     assert again == [0]  # never twice
+
+
+@pytest.mark.parametrize("first", ["settle", "failure_charge"])
+async def test_two_late_settles_of_one_hold_in_one_batch_charge_once(app, tenant, writer, caplog, first):
+    """Found by test_batch_properties.py: a hold the sweeper released, finished twice in one batch,
+    is late-charged once, as in two batches (the second finds it charged). It was charged twice
+    (a failure charge then a settle: beyond the hold), or, two settles, the batch failed on
+    transfers_hold_once and was written again item by item."""
+    t = await tenant()
+    route = await route_of(app, t)
+    heads, results = await open_many(app, writer, t, route, [100])
+    hold_id = results[0].hold_id
+    released = await writer.finish(app.state.pg, release_item(hold_id))
+    assert released["resolved"] and released["charged"] == 0
+    ends = {"settle": AttemptEnd("success", usage(60, 100), 200, 1),
+            "failure_charge": AttemptEnd("upstream_error", Charge(60, "failed_request_charge", "flat"), 502)}
+    writes = writer.writes
+    charged = await asyncio.gather(*[
+        store.finish_attempt(app.state.pg, heads[0], route, 1, hold_id, end, ReceiptEnd("succeeded"), writer=writer)
+        for end in (ends[first], ends["settle"])])
+    assert writer.writes == writes + 1  # one batch
+    assert not [r for r in caplog.records if r.getMessage().startswith("a group commit of")]  # written as one
+    assert charged == [60, 0]
+    async with app.state.engine.connect() as conn:
+        hold = (await conn.execute(text("SELECT status, charged, late_charged FROM holds WHERE id = :h"),
+                                   {"h": hold_id})).one()
+        late = (await conn.execute(text("SELECT count(*), sum(amount) FROM transfers WHERE hold_id = :h "
+                                        "AND reason LIKE 'late charge%'"), {"h": hold_id})).one()
+        attempt = (await conn.execute(text("SELECT charged_micros FROM attempts WHERE receipt_id = :r"),
+                                      {"r": heads[0].id})).scalar_one()
+    assert tuple(hold) == ("expired", 0, 60) and tuple(late) == (1, 60) and attempt == 60

@@ -8,8 +8,9 @@
 -- balances are checked and the transfers posted.
 --
 -- A hold the sweeper released (its worker was judged dead) still gets what was delivered: a late
--- charge from the wallet, once, as far as the funds and every cap allow. A hold that was settled or
--- voided matches nothing: a repeated finish charges nothing.
+-- charge from the wallet, once, as far as the funds and every cap allow (also when one batch carries
+-- two finishes of it). A hold that was settled or voided matches nothing: a repeated finish charges
+-- nothing.
 --
 -- Lock order, the same for every transaction that moves money, so that no two deadlock: the rows
 -- of the requests themselves (receipts, holds, attempts: each belongs to one request); then the
@@ -283,6 +284,17 @@ BEGIN
     FOR i IN 1 .. nf LOOP
         CONTINUE WHEN h_acct[i] IS NULL;
         f := fi[i];
+        IF h_late[i] THEN
+            -- a hold an earlier item of this batch late-charged matches nothing, as in a later batch
+            -- (whose late_charged check finds it charged): it is charged once, whatever the grouping
+            FOR j IN 1 .. i - 1 LOOP
+                IF h_late[j] AND h_charged[j] > 0 AND (fi[j]).hold_id = f.hold_id THEN
+                    h_late[i] := false; h_receipt[i] := NULL;
+                    EXIT;
+                END IF;
+            END LOOP;
+            CONTINUE WHEN NOT h_late[i];
+        END IF;
         n0 := coalesce(array_length(t_deb, 1), 0);
         wi := array_position(a_codes, 'wallet:' || h_acct[i] || ':' || h_bucket[i]);
         hi := array_position(a_codes, 'hold:' || h_acct[i] || ':' || h_bucket[i]);
