@@ -40,10 +40,12 @@ PRICE = {"input_per_mtok": 1_000_000, "output_per_mtok": 2_000_000}  # 1 micro p
 
 
 # The fast tier (`make test-fast`, `pytest -m "not slow"`): every test runs in it but those marked
-# `slow`, which are the tests that start processes of their own: a live `serve`, a browser, nginx,
-# PgBouncer, a PostgreSQL of their own, the fault upstream. They are marked here by the fixtures
-# that start them (so a new test that uses one is slow with no marker to remember); a test that
-# starts one inline carries @pytest.mark.slow itself, or its module is named in SLOW_MODULES.
+# `slow`: the tests that start processes of their own (a live `serve`, a browser, nginx, PgBouncer,
+# a PostgreSQL of their own, the fault upstream) and the fuzzers of tests/hostile. They are marked
+# here by the fixtures that start them (so a new test that uses one is slow with no marker to
+# remember) or by their directory; a test that starts a process inline carries @pytest.mark.slow
+# itself, or its module is named in SLOW_MODULES. What is slow was found with
+# `pytest --durations`.
 SLOW_FIXTURES = frozenset({
     "live_gateway",   # tokens-forge serve --workers 2 and the mock upstream, as processes
     "ops_gateway",    # a serve process with metrics and tracing on (observability)
@@ -54,21 +56,24 @@ SLOW_FIXTURES = frozenset({
     "bouncer",        # a PgBouncer of its own (tests/db/test_pgbouncer.py)
 })
 SLOW_MODULES = frozenset({  # start servers inline, without a fixture: subprocesses, their own PostgreSQL
-    "tests/db/test_cli.py", "tests/db/test_connection_budget.py", "tests/db/test_servers.py",
-    "tests/test_deploy.py",
+    "tests/db/test_cli.py", "tests/db/test_connection_budget.py", "tests/db/test_healthz.py",
+    "tests/db/test_servers.py", "tests/test_deploy.py",
 })
+SLOW_DIRS = ("tests/hostile/",)  # hostile inputs: schemathesis and hypothesis over every operation and field
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: starts processes of its own (live gateways, browsers, nginx, "
-                                       "PgBouncer, PostgreSQL); left out of `make test-fast`")
+                                       "PgBouncer, PostgreSQL) or fuzzes (tests/hostile); left out of "
+                                       "`make test-fast`")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = Path(str(config.rootpath))
     for item in items:
         module = Path(str(item.path)).relative_to(root).as_posix() if Path(str(item.path)).is_relative_to(root) else ""
-        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) or module in SLOW_MODULES:
+        if (SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())) or module in SLOW_MODULES
+                or module.startswith(SLOW_DIRS)):
             item.add_marker(pytest.mark.slow)
 
 
