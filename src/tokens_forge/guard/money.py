@@ -204,10 +204,14 @@ def size_attempt(shape: PromptShape, terms: Terms, *, client_cap: int | None, n:
         affordable = affordable_output_tokens(remaining, input_bound, terms.price) // n
         per_choice = send_cap = max(1, min(default_cap, affordable))
     output_bound = per_choice * n
-    amount = cost(input_bound, output_bound, terms.price)
-    if terms.failure.mode == "flat":
-        amount = max(amount, terms.failure.flat_micros)  # a failure may be charged the flat amount
+    amount = reservation_floor(cost(input_bound, output_bound, terms.price), terms.failure)
     return Sizing(amount, send_cap, input_bound, output_bound, prompt_estimate(shape, terms.media))
+
+
+def reservation_floor(amount: int, failure: FailurePolicy) -> int:
+    """What is reserved for an attempt whose cost bound is `amount`: at least the route's flat
+    failure charge, since a failure may be charged it (the guard and the preflight alike)."""
+    return max(amount, failure.flat_micros) if failure.mode == "flat" else amount
 
 
 def needs_remaining(client_cap: int | None, *, output: bool = True) -> bool:
