@@ -97,7 +97,7 @@ class Limit:
 
 def request_estimate(body: PreflightRequest, route: RouteInfo, default_max_tokens: int) -> Estimate:
     """One chat request, sized by guard.money exactly as the guard sizes it."""
-    raw = {"model": body.model, "messages": body.messages}
+    raw: dict[str, Any] = {"model": body.model, "messages": body.messages}
     if body.max_tokens is not None:
         raw["max_tokens"] = body.max_tokens
     req = parse_chat_request(orjson.dumps(raw))  # the same checks as /v1/chat/completions
