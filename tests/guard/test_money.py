@@ -101,6 +101,17 @@ def test_reservation_floor(amount, policy, reserved):
     assert money.reservation_floor(amount, policy) == reserved
 
 
+@pytest.mark.parametrize(("charge", "held", "paid", "overage"), [
+    (0, 100, 0, 0),
+    (60, 100, 60, 0),
+    (100, 100, 100, 0),
+    (150, 100, 100, 50),
+    (10, 0, 0, 10),
+])
+def test_split_at_hold(charge, held, paid, overage):
+    assert money.split_at_hold(charge, held) == (paid, overage)
+
+
 def test_embeddings_reserve_input_only():
     s = money.size_attempt(PromptShape(100, 1), TERMS, client_cap=None, output=False)
     assert (s.output_bound, s.amount) == (0, 172)

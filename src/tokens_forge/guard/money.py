@@ -269,6 +269,12 @@ def failure_charge(sizing: Sizing, terms: Terms) -> Charge:
     return Charge(0, "none", "failed request: the route charges nothing for failures")
 
 
+def split_at_hold(charge: int, held: int) -> tuple[int, int]:
+    """A charge decided against a hold of `held`: (what the hold pays, the overage beyond it, the
+    platform's). For a charge not sized by this module (ledger tools and tests: guard.service.resolve)."""
+    return min(charge, held), max(charge - held, 0)
+
+
 def gateway_error_charge() -> Charge:
     """The gateway itself failed mid-attempt: the hold is released, nothing charged."""
     return Charge(0, "none", "gateway error: the hold was released")
