@@ -35,7 +35,7 @@ class EventSplitter:
         self._buf += chunk
         if b"\r\n" in self._buf:
             self._buf = self._buf.replace(b"\r\n", b"\n")
-        out = []
+        out: list[bytes] = []
         while True:
             i = self._buf.find(b"\n\n")
             if i < 0:
