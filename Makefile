@@ -26,6 +26,7 @@ agent-sdk: $(BIN)/.installed
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests bench examples
+	$(BIN)/mypy
 
 # The second run: the core, guard and runs suites through a real PgBouncer in transaction pooling
 # mode (tests/pgbouncer.py), as large deployments run the gateway (SPEC §10). The long property

@@ -22,15 +22,21 @@ from pyspy_summary import summarize
 from report_scale import section_pgbouncer
 
 BENCH = Path(__file__).resolve().parent
-TARGETS = ("direct", "gateway", "gateway2", "litellm")
+TARGETS = ("direct", "gateway", "gateway2", "portkey", "litellm")
 TARGET_NAMES = {"direct": "nginx direct", "gateway": "Tokens Forge (1 worker)",
-                "gateway2": "Tokens Forge (2 workers)", "litellm": "LiteLLM"}
+                "gateway2": "Tokens Forge (2 workers)", "portkey": "Portkey", "litellm": "LiteLLM"}
+PEERS = {"litellm": "LiteLLM", "portkey": "Portkey"}
 GATEWAYS = ("gateway", "gateway2")
 MODES = {"json": "non-streaming", "sse": "streaming"}
 # Issue 8: what the gateway must reach against LiteLLM on the same machine.
 TARGET_RPS_RATIO = 5.0
 TARGET_ADDED_LATENCY_RATIO = 5.0
 TARGET_P99_RATIO = 10.0
+# Issue 17: against Portkey's gateway (a proxy with no ledger), in every cell, and LiteLLM still.
+TARGET_PORTKEY_RATIO = 1.2
+TARGET_LITELLM_RATIO = 5.0
+TARGET_ADDED_P50_MS = 1.0
+ISSUE17_GATEWAY = "gateway2"  # the issue's configuration: 2 workers, durable holds
 
 
 # -- the machine ------------------------------------------------------------------------------
@@ -196,6 +202,47 @@ def section_targets(cells: dict, litellm_ok: bool) -> list[str]:
               "(above 1 when Tokens Forge is ahead). LiteLLM runs with 2 workers; Tokens Forge is measured "
               "with 1 and with 2, in the same run.", ""]
     return lines + table(["measure", "workers", "Tokens Forge", "LiteLLM", "advantage", "target", "met"], rows)
+
+
+def section_issue17(cells: dict, peers_ok: dict[str, bool]) -> list[str]:
+    gw = ISSUE17_GATEWAY
+    lines = ["## Issue 17 targets (Tokens Forge against Portkey and LiteLLM, same machine, same run)", ""]
+    if not any(k[0] == gw for k in cells):
+        return [*lines, f"{TARGET_NAMES[gw]} was not measured in this run.", ""]
+    missing = [PEERS[p] for p, ok in peers_ok.items() if not ok]
+    lines += [f"Per cell: {TARGET_NAMES[gw]}, durable holds, against Portkey's gateway 1.15.2 (a 2-worker Node "
+              "cluster, no ledger) and LiteLLM (2 workers, no database); *ratio* is Tokens Forge's RPS over "
+              f"the peer's. Targets: ≥ {TARGET_PORTKEY_RATIO:g}× Portkey and ≥ {TARGET_LITELLM_RATIO:g}× "
+              f"LiteLLM in every cell, added p50 at 1 connection ≤ {TARGET_ADDED_P50_MS:g} ms."
+              + (f" Not measured in this run: {', '.join(missing)} (see below)." if missing else ""), ""]
+
+    def rps(target: str, mode: str, conns: int) -> float | None:
+        cell = cells.get((target, mode, conns))
+        return cell["rps"] if cell else None
+
+    def versus(a: float | None, b: float | None, want: float) -> list[str]:
+        if not a or not b:
+            return [f"{b:.0f}" if b else "–", "–", "–"]
+        r = a / b
+        return [f"{b:.0f}", f"{r:.2f}×", "yes" if r >= want else "**no**"]
+
+    rows = []
+    for mode, mode_name in MODES.items():
+        for c in conn_levels(cells):
+            tf = rps(gw, mode, c)
+            rows.append([mode_name, str(c), f"{tf:.0f}" if tf else "–",
+                         *versus(tf, rps("portkey", mode, c), TARGET_PORTKEY_RATIO),
+                         *versus(tf, rps("litellm", mode, c), TARGET_LITELLM_RATIO)])
+    lines += table(["mode", "connections", "Tokens Forge RPS", "Portkey RPS", "ratio (≥ 1.2×)", "met",
+                    "LiteLLM RPS", "ratio (≥ 5×)", "met"], rows)
+    rows = []
+    for mode, mode_name in MODES.items():
+        add = added_latency(cells, gw, mode)
+        pk = added_latency(cells, "portkey", mode)
+        rows.append([mode_name, ms(add), ms(pk), f"≤ {TARGET_ADDED_P50_MS:g} ms",
+                     "–" if add is None else "yes" if add <= TARGET_ADDED_P50_MS else "**no**"])
+    lines += ["Added p50 at 1 connection (p50 through the proxy − p50 of nginx direct):", ""]
+    return lines + table(["mode", "Tokens Forge (ms)", "Portkey (ms)", "target", "met"], rows)
 
 
 def _target_row(name: str, workers: str, gw: float | None, ll: float | None, want: float, *,
@@ -408,28 +455,32 @@ def section_profiles(results: Path) -> list[str]:
     return lines
 
 
-def section_litellm(info: dict | None) -> list[str]:
+def section_peer(name: str, info: dict | None) -> list[str]:
     if info is None or info.get("ok"):
         return []
-    return ["## LiteLLM", "", f"LiteLLM {info.get('version')} is not in the tables of this run: {info['reason']}", ""]
+    return [f"## {name}", "", f"{name} {info.get('version')} is not in the tables of this run: {info['reason']}", ""]
 
 
 def render(results: Path, elapsed: str | None) -> str:
     m = load_json(results / "machine.json") or {}
     cells = load_wrk(results)
-    litellm = load_json(results / "litellm.json")
-    litellm_ok = bool(litellm and litellm.get("ok"))
+    peers = {p: load_json(results / f"{p}.json") for p in PEERS}
+    peers_ok = {p: bool(info and info.get("ok")) for p, info in peers.items()}
+    litellm_ok = peers_ok["litellm"]
     duration = f"{next(iter(cells.values()))['duration_s']:.0f}" if cells else "?"
     lines = ["# Benchmarks", "",
              "Generated by `make bench` (`bench/run.sh`, then `bench/report.py` from the raw results in "
              "`bench/results/`). Do not edit by hand: edit `bench/analysis.md` for the prose.", "",
              "Reproduce: `make bench` (7–11 minutes, plus up to 3 waiting for a busy machine to calm down; "
-             "`BENCH_SKIP_LITELLM=1` leaves the peer out, `BENCH_DURATION=5` shortens every wrk cell; "
+             "`BENCH_SKIP_LITELLM=1` / `BENCH_SKIP_PORTKEY=1` leave a peer out, `BENCH_WRK_ONLY=1` runs the wrk "
+             "matrix alone, `BENCH_DURATION=5` shortens every wrk cell; "
              "the knobs are listed at the top of `bench/run.sh`).", ""]
     lines += section_machine(m, load_json(results / "database.json"), elapsed) if m else []
+    lines += section_issue17(cells, peers_ok)
     lines += section_targets(cells, litellm_ok)
     lines += section_wrk(cells, duration)
-    lines += section_litellm(litellm)
+    for p, name in PEERS.items():
+        lines += section_peer(name, peers[p])
     lines += section_ledger(load_json(results / "ledger.json"))
     lines += section_pgbouncer(load_json(results / "ledger.json"), load_json(results / "pooler_cost.json"))
     lines += section_upstream_clients(load_json(results / "upstream_clients.json"))

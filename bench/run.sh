@@ -4,9 +4,10 @@
 #   1. a fast fake upstream (nginx, fixed JSON and SSE answers) on 127.0.0.1
 #   2. the gateway on a fresh PostgreSQL database, seeded over the admin API: twice, with 1 worker
 #      and with 2 (one per core), on the same database
-#   3. LiteLLM's proxy as the peer (throwaway venv, no DB, 2 workers), same upstream
+#   3. the peers, same upstream, no DB: LiteLLM's proxy (throwaway venv, 2 workers) and Portkey's
+#      gateway (npm, in a throwaway folder outside the project, a 2-worker Node cluster: bench/portkey.sh)
 #   4. wrk at 1/16/64 connections, non-streaming and streaming: nginx direct, both gateways, LiteLLM,
-#      interleaved cell by cell
+#      Portkey, interleaved cell by cell
 #   5. the CPU per call of the upstream HTTP clients (httpx, aiohttp), then py-spy profiles of the
 #      gateway under load
 #   6. memory for 1,000 concurrent slow streams through the gateway with 2 workers
@@ -16,7 +17,10 @@
 #
 # Everything listens on 127.0.0.1 only; every process started here is stopped on exit.
 # Knobs: BENCH_DURATION (s per wrk cell, 10), BENCH_CONNS ("1 16 64"), BENCH_STREAMS (1000),
-#        BENCH_DRIP_MS (200), BENCH_LEDGER_CONC ("1,16,64"), BENCH_SKIP_LITELLM=1, BENCH_WAIT_QUIET_S (180),
+#        BENCH_DRIP_MS (200), BENCH_LEDGER_CONC ("1,16,64"), BENCH_SKIP_LITELLM=1, BENCH_SKIP_PORTKEY=1,
+#        BENCH_WRK_ONLY=1 (the wrk matrix with the peers, then the report: no profiles, memory, ledger
+#        or export sections), BENCH_TARGETS (which of "direct gateway gateway2 litellm portkey" the
+#        matrix measures, all by default), BENCH_WAIT_QUIET_S (180),
 #        BENCH_EXPORT_ROWS (1000000), BENCH_SKIP_EXPORT=1,
 #        BENCH_DATABASE_SERVER (postgresql://postgres@127.0.0.1:5432; if none answers there, the
 #        gateway's embedded PostgreSQL in a temp dir).
@@ -41,6 +45,8 @@ PORT_LITELLM=${BENCH_PORT_LITELLM:-18182}
 PORT_MOCK=${BENCH_PORT_MOCK:-18183}
 PORT_OBS=${BENCH_PORT_OBS:-18185}             # the 1-worker gateway with its request log or tracing on
 PORT_OTLP=${BENCH_PORT_OTLP:-18186}           # an OTLP/HTTP sink for the traced gateway
+PORT_PORTKEY=${BENCH_PORT_PORTKEY:-18187}
+TARGETS_WANTED=" ${BENCH_TARGETS:-direct gateway gateway2 litellm portkey} "
 LITELLM_VERSION=1.106.12
 LITELLM_VENV=${BENCH_LITELLM_VENV:-/tmp/tf-bench-litellm-venv}
 TOOLS_VENV=${BENCH_TOOLS_VENV:-/tmp/tf-bench-tools-venv}   # py-spy: a bench tool, never a project dependency
@@ -195,27 +201,32 @@ write_bodies() {  # the same two request bodies for every target
   printf '{"model":"bench-sse","stream":true,%s}' "$msg" >"$WORK/body-sse.json"
 }
 
-wrk_run() {  # wrk_run URL MODE CONNS SECONDS AUTH OUT
+wrk_run() {  # wrk_run URL MODE CONNS SECONDS AUTH OUT [HEADERS]
   local threads=2
   (($3 < 2)) && threads=1
-  BENCH_BODY_FILE="$WORK/body-$2.json" BENCH_AUTH=$5 BENCH_OUT=$6 \
+  BENCH_BODY_FILE="$WORK/body-$2.json" BENCH_AUTH=$5 BENCH_OUT=$6 BENCH_HEADERS=${7:-} \
     wrk -t"$threads" -c"$3" -d"$4s" --timeout 30s -s "$BENCH/wrk.lua" "$1" >>"$WORK/wrk.log" 2>&1
 }
 
-# The targets of the wrk matrix: base URL per mode, bearer key, server pid (for its CPU time).
+# The targets of the wrk matrix: base URL per mode, bearer key, server pid (for its CPU time),
+# extra request headers per mode (Portkey's routing headers).
 TARGETS=()
-declare -A URL_json URL_sse AUTH PID
-add_target() {  # add_target NAME JSON_BASE_URL SSE_BASE_URL AUTH PID
+declare -A URL_json URL_sse AUTH PID HDR_json HDR_sse
+add_target() {  # add_target NAME JSON_BASE_URL SSE_BASE_URL AUTH PID [JSON_HEADERS SSE_HEADERS]
+  [[ $TARGETS_WANTED == *" $1 "* ]] || return 0
   TARGETS+=("$1")
   URL_json[$1]=$2/chat/completions URL_sse[$1]=$3/chat/completions AUTH[$1]=$4 PID[$1]=$5
+  HDR_json[$1]=${6:-} HDR_sse[$1]=${7:-}
 }
+target_url() { [[ $2 == json ]] && echo "${URL_json[$1]}" || echo "${URL_sse[$1]}"; }  # target_url TARGET MODE
+target_headers() { [[ $2 == json ]] && echo "${HDR_json[$1]}" || echo "${HDR_sse[$1]}"; }
 
 cell() {  # cell TARGET MODE CONNS: one wrk run, its summary and the CPU its target used
-  local target=$1 mode=$2 conns=$3 url out before
-  url=$([[ $mode == json ]] && echo "${URL_json[$target]}" || echo "${URL_sse[$target]}")
+  local target=$1 mode=$2 conns=$3 out before
   out=$RESULTS/wrk/$target-$mode-c$conns.json
   before=$("$PY" "$BENCH/proctree.py" snapshot "${PID[$target]}")
-  wrk_run "$url" "$mode" "$conns" "$DURATION" "${AUTH[$target]}" "$out"
+  wrk_run "$(target_url "$target" "$mode")" "$mode" "$conns" "$DURATION" "${AUTH[$target]}" "$out" \
+    "$(target_headers "$target" "$mode")"
   # The CPU the target's processes used in the cell (CPU per request, whatever else runs) and
   # how busy the machine was meanwhile.
   "$PY" "$BENCH/proctree.py" delta "${PID[$target]}" "$before" "${out%.json}.cpu.json"
@@ -226,8 +237,8 @@ matrix() {  # every mode x connection count x target; targets interleaved cell b
   local mode conns target  # a change in the machine's background load hits them all alike
   for mode in json sse; do
     for target in "${TARGETS[@]}"; do  # warm pools and caches, not recorded
-      wrk_run "$([[ $mode == json ]] && echo "${URL_json[$target]}" || echo "${URL_sse[$target]}")" \
-        "$mode" 16 3 "${AUTH[$target]}" "$WORK/warmup.json"
+      wrk_run "$(target_url "$target" "$mode")" "$mode" 16 3 "${AUTH[$target]}" "$WORK/warmup.json" \
+        "$(target_headers "$target" "$mode")"
     done
     for conns in $CONNS; do
       for target in "${TARGETS[@]}"; do cell "$target" "$mode" "$conns"; done
@@ -263,12 +274,10 @@ EOF
   wait_http "http://127.0.0.1:$PORT_LITELLM/health/liveliness" 180 litellm
 }
 
-litellm_status() {  # litellm_status OK REASON: why the peer is or is not in the tables
-  "$PY" -c 'import json, sys; json.dump({"ok": sys.argv[1] == "1", "version": sys.argv[2], "reason": sys.argv[3]},
-open(sys.argv[4], "w"))' "$1" "$LITELLM_VERSION" "$2" "$RESULTS/litellm.json"
-}
+litellm_status() { peer_status litellm "$LITELLM_VERSION" "$1" "$2"; }  # litellm_status OK REASON
 
 start_peer() {  # LiteLLM joins the matrix when it installs and starts; otherwise say why not
+  [[ $TARGETS_WANTED == *" litellm "* ]] || return 0
   if [[ ${BENCH_SKIP_LITELLM:-0} == 1 ]]; then
     litellm_status 0 "skipped (BENCH_SKIP_LITELLM=1)"; return
   fi
@@ -283,6 +292,44 @@ start_peer() {  # LiteLLM joins the matrix when it installs and starts; otherwis
   fi
   litellm_status 1 ""
   add_target litellm "http://127.0.0.1:$PORT_LITELLM/v1" "http://127.0.0.1:$PORT_LITELLM/v1" "$LITELLM_KEY" "$PID_litellm"
+}
+
+peer_status() {  # peer_status NAME VERSION OK REASON: why a peer is or is not in the tables
+  "$PY" -c 'import json, sys; json.dump({"ok": sys.argv[1] == "1", "version": sys.argv[2], "reason": sys.argv[3]},
+open(sys.argv[4], "w"))' "$3" "$2" "$4" "$RESULTS/$1.json"
+}
+
+# Portkey's gateway (bench/portkey.sh): installed from npm into $PORTKEY_NPM_DIR (/tmp/portkey-gw,
+# outside the project) with its streaming pin, run as a 2-worker Node cluster bound to 127.0.0.1.
+# It has no model list: each request names its provider and upstream in two headers.
+PORTKEY_VERSION=${PORTKEY_VERSION:-1.15.2}
+PORTKEY_KEY=sk-bench-portkey-upstream-key  # forwarded to the upstream, which takes any
+portkey_headers() {  # portkey_headers MODE
+  echo "x-portkey-provider: openai|x-portkey-custom-host: http://127.0.0.1:$PORT_NGINX/$1/v1"
+}
+start_portkey_peer() {
+  [[ $TARGETS_WANTED == *" portkey "* ]] || return 0
+  if [[ ${BENCH_SKIP_PORTKEY:-0} == 1 ]]; then
+    peer_status portkey "$PORTKEY_VERSION" 0 "skipped (BENCH_SKIP_PORTKEY=1)"; return
+  fi
+  if ! PORTKEY_VERSION=$PORTKEY_VERSION bash "$BENCH/portkey.sh" installed; then
+    log "installing @portkey-ai/gateway@$PORTKEY_VERSION (npm) into ${PORTKEY_NPM_DIR:-/tmp/portkey-gw}"
+    if ! PORTKEY_VERSION=$PORTKEY_VERSION timeout 600 bash "$BENCH/portkey.sh" install >"$WORK/portkey-install.log" 2>&1; then
+      peer_status portkey "$PORTKEY_VERSION" 0 "npm install failed: $(tail -n 3 "$WORK/portkey-install.log" | tr '\n' ' ')"
+      return
+    fi
+  fi
+  start portkey env PORTKEY_PORT="$PORT_PORTKEY" PORTKEY_WORKERS=2 PORTKEY_VERSION="$PORTKEY_VERSION" \
+    bash "$BENCH/portkey.sh" run
+  if ! wait_http "http://127.0.0.1:$PORT_PORTKEY/" 60 portkey; then
+    stop "$PID_portkey"
+    peer_status portkey "$PORTKEY_VERSION" 0 "Portkey did not become ready: $(tail -n 3 "$WORK/portkey.log" | tr '\n' ' ')"
+    return
+  fi
+  sleep 1  # every cluster worker at listen()
+  peer_status portkey "$PORTKEY_VERSION" 1 ""
+  add_target portkey "http://127.0.0.1:$PORT_PORTKEY/v1" "http://127.0.0.1:$PORT_PORTKEY/v1" "$PORTKEY_KEY" \
+    "$PID_portkey" "$(portkey_headers json)" "$(portkey_headers sse)"
 }
 
 # -- main -------------------------------------------------------------------------------------
@@ -325,10 +372,19 @@ main() {
 
   log "LiteLLM $LITELLM_VERSION on 127.0.0.1:$PORT_LITELLM"
   start_peer
+  log "Portkey $PORTKEY_VERSION on 127.0.0.1:$PORT_PORTKEY (2-worker Node cluster)"
+  start_portkey_peer
 
   log "wrk matrix: ${TARGETS[*]}"
   matrix
   [[ -n ${PID_litellm:-} ]] && stop "$PID_litellm"
+  [[ -n ${PID_portkey:-} ]] && stop "$PID_portkey"
+  if [[ ${BENCH_WRK_ONLY:-0} == 1 ]]; then
+    log "report (BENCH_WRK_ONLY=1: the wrk matrix alone)"
+    "$PY" "$BENCH/report.py" --results "$RESULTS" --out "$ROOT/BENCHMARKS.md" --elapsed $((SECONDS - began))
+    log "done in $((SECONDS - began)) s"
+    return
+  fi
 
   log "upstream client CPU per call (httpx vs aiohttp)"
   "$PY" "$BENCH/upstream_clients.py" "http://127.0.0.1:$PORT_NGINX/json/v1/chat/completions" \

@@ -1,7 +1,8 @@
 -- wrk script: POST one chat-completions body (with an optional bearer key) and write a JSON
 -- summary for bench/report.py.
 -- Environment: BENCH_BODY_FILE (the JSON body), BENCH_AUTH (the key, optional),
---              BENCH_OUT (where to write the summary).
+--              BENCH_HEADERS (more request headers, "name: value|name: value", optional: Portkey
+--              routes by two), BENCH_OUT (where to write the summary).
 -- Non-2xx answers are counted per thread in response(): wrk's own "Non-2xx or 3xx" counter
 -- only sees status > 399, and we want every answer that is not a success in the table.
 
@@ -13,6 +14,10 @@ wrk.headers["Content-Type"] = "application/json"
 local auth = os.getenv("BENCH_AUTH")
 if auth and auth ~= "" then
   wrk.headers["Authorization"] = "Bearer " .. auth
+end
+for pair in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^|]+") do
+  local name, value = string.match(pair, "^%s*([^:]+):%s*(.-)%s*$")
+  if name then wrk.headers[name] = value end
 end
 
 local threads = {}

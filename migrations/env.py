@@ -8,11 +8,11 @@ import asyncio
 from alembic import context
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tokens_forge.db.base import Base
+from tokens_forge.db.models import metadata
 from tokens_forge.db.url import async_url
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = metadata  # every model imported: autogenerate compares the whole schema
 
 
 def _url() -> str:
@@ -29,7 +29,7 @@ def _url() -> str:
 
 def _run(connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata, compare_type=True,
-                      transaction_per_migration=False)
+                      compare_server_default=True, transaction_per_migration=False)
     with context.begin_transaction():
         # One migrator at a time: processes starting together must not race the DDL.
         connection.exec_driver_sql("SELECT pg_advisory_xact_lock(7239001)")

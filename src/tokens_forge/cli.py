@@ -13,7 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from tokens_forge.config import Settings, load_env_file
+from tokens_forge.config import (
+    Settings,
+    export_for_workers,
+    exported,
+    load_env_file,
+    prepare_worker_metrics_dir,
+)
 
 if TYPE_CHECKING:
     from tokens_forge.db.pooler import Database
@@ -33,10 +39,10 @@ def _prepare(config: Path | None) -> tuple[Settings, Database]:
     from tokens_forge.db.resolve import database_url
 
     if config is not None:
-        os.environ["TF_CONFIG"] = str(config.resolve())
+        export_for_workers(config=config.resolve())
     settings = Settings()
     db = database_for(settings, database_url(settings))
-    os.environ["TF_DATABASE_URL"] = db.url  # workers inherit the same database
+    export_for_workers(database_url=db.url)  # workers inherit the same database
     url = db.direct_url  # DDL and one-off jobs: a session of their own, not a pooled connection
     upgrade_head(url)
     if settings.config is not None:
@@ -90,11 +96,9 @@ def _serve(host: str, port: int, workers: int, log_level: str) -> None:
     """Replace this process with uvicorn's own: the process that supervises the workers then holds
     uvicorn alone, not the CLI, the migrations and the config loader (tens of MiB less resident
     memory; the PID and the environment, TF_DATABASE_URL included, stay the same)."""
-    from tokens_forge.observability.metrics import prepare_multiproc_dir
-
     # Before any worker imports prometheus-client: the directory where all of them keep their
     # metrics, so that a scrape of any worker adds up every worker's series.
-    prepare_multiproc_dir(os.environ)
+    prepare_worker_metrics_dir()
     sys.stdout.flush()
     sys.stderr.flush()
     args = [sys.executable, "-m", "uvicorn", "tokens_forge.main:app_factory", "--factory", "--host", host,
@@ -125,8 +129,7 @@ def _connection_budget(settings: Settings, db: Database, workers: int) -> None:
         console.print(f"[yellow]warning:[/yellow] {warning}", soft_wrap=True)
     console.print(f"PostgreSQL connections: {total} for {workers} worker(s), each: {sizes.describe()}",
                   soft_wrap=True)
-    os.environ["TF_DB_CONNECTION_BUDGET"] = str(total)
-    os.environ["TF_WORKERS"] = str(workers)
+    export_for_workers(db_connection_budget=total, workers=workers)
 
 
 @app.command()
@@ -164,14 +167,14 @@ def demo(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Everything a newcomer needs: embedded database, a funded demo account, a key, and routes to
     the built-in mock upstream (served by the gateway itself under /mock)."""
     _check_port(host, port)
-    os.environ["TF_MOCK_UPSTREAM"] = "1"
-    if not os.environ.get("TF_ADMIN_TOKEN"):
-        os.environ["TF_ADMIN_TOKEN"] = "adm-" + secrets.token_urlsafe(18)
+    export_for_workers(mock_upstream=1)
+    if not exported("admin_token"):
+        export_for_workers(admin_token="adm-" + secrets.token_urlsafe(18))
     settings, db = _prepare(None)
     base = f"http://{host}:{port}"
     secret = asyncio.run(_seed_demo(db.direct_url, base + "/mock/v1"))
     _connection_budget(settings, db, 1)
-    _print_demo(base, secret, os.environ["TF_ADMIN_TOKEN"])
+    _print_demo(base, secret, exported("admin_token") or "")
     _serve(host, port, 1, settings.log_level)
 
 

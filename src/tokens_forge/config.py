@@ -1,7 +1,10 @@
-"""Settings: the only place the environment is read (prefix TF_, also from `.env`)."""
+"""Settings: the only place the environment is read (prefix TF_, also from `.env`), and written:
+what serve hands to its worker processes (`export_for_workers`), and the variables that hold
+routes' upstream keys (`upstream_secret`)."""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -97,6 +100,42 @@ def load_env_file(path: str = ".env") -> None:
     from dotenv import load_dotenv
 
     load_dotenv(path, override=False)
+
+
+def _variable(setting: str) -> str:
+    """The environment variable a setting is read from: TF_<NAME>, or its documented alias (OTEL_*, PROMETHEUS_*)."""
+    alias = Settings.model_fields[setting].validation_alias  # KeyError: no such setting
+    if isinstance(alias, AliasChoices) and isinstance(alias.choices[0], str):
+        return alias.choices[0]
+    return "TF_" + setting.upper()
+
+
+def exported(setting: str) -> str | None:
+    """A setting as this process's environment holds it now (what `export_for_workers` set, or the
+    operator's value), unparsed."""
+    return os.environ.get(_variable(setting))
+
+
+def export_for_workers(**settings: object) -> None:
+    """Put settings into this process's environment, which the processes it starts inherit: serve
+    replaces itself with uvicorn, whose workers build their Settings from it (main.app_factory).
+    `export_for_workers(database_url=url, workers=2)` sets TF_DATABASE_URL and TF_WORKERS."""
+    for setting, value in settings.items():
+        os.environ[_variable(setting)] = str(value)
+
+
+def prepare_worker_metrics_dir() -> str:
+    """The workers' shared metric files: a fresh directory (or the operator's, emptied) named in
+    PROMETHEUS_MULTIPROC_DIR before any worker imports prometheus-client."""
+    from tokens_forge.observability.metrics import prepare_multiproc_dir
+
+    return prepare_multiproc_dir(os.environ)
+
+
+def upstream_secret(variable: str) -> str | None:
+    """A route's upstream key kept in the named environment variable (`upstream_api_key_env`), read
+    when the route is loaded, so that a rotated variable is picked up by the next route refresh."""
+    return os.environ.get(variable)
 
 
 @lru_cache

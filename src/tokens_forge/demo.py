@@ -16,13 +16,13 @@ from tokens_forge.keys.service import create_key
 from tokens_forge.ledger import service as ledger
 from tokens_forge.routing import service as routes
 from tokens_forge.routing.models import Route
-from tokens_forge.routing.schemas import PriceIn, RouteCreate, RouteUpdate
+from tokens_forge.routing.schemas import Api, PriceIn, RouteCreate, RouteKind, RouteUpdate
 
 ACTOR = "demo"
 DEMO_MODEL = "demo-mini"
 EMBED_MODEL = "demo-embed"
 # (config name, model, kind, priority, price, the upstream APIs the route speaks)
-ROUTES = [("demo-official", DEMO_MODEL, "official", 1, PriceIn(input_per_mtok=150_000, output_per_mtok=600_000),
+ROUTES: list[tuple[str, str, RouteKind, int, PriceIn, list[Api]]] = [("demo-official", DEMO_MODEL, "official", 1, PriceIn(input_per_mtok=150_000, output_per_mtok=600_000),
            ["chat_completions"]),
           ("demo-routed", DEMO_MODEL, "routed", 2, PriceIn(input_per_mtok=60_000, output_per_mtok=240_000),
            ["chat_completions"]),

@@ -3,6 +3,8 @@ these in its own envelope (OpenAI's for /v1, the same shape for /admin/v1)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ForgeError(Exception):
     status_code = 500
@@ -19,9 +21,9 @@ class ForgeError(Exception):
         if code is not None:
             self.code = code
 
-    def body(self) -> dict:
-        err: dict = {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
-        out: dict = {"error": err}
+    def body(self) -> dict[str, Any]:
+        err: dict[str, Any] = {"message": self.message, "type": self.type, "code": self.code, "param": self.param}
+        out: dict[str, Any] = {"error": err}
         if self.receipt_id:
             err["receipt_id"] = self.receipt_id
             out["receipt_id"] = self.receipt_id

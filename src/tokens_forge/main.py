@@ -8,9 +8,11 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import cast
 
 import asyncpg
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from starlette.exceptions import HTTPException
 
 from tokens_forge import __version__
@@ -42,7 +44,7 @@ log = logging.getLogger("tokens_forge")
 # FastAPI's own OpenTelemetry spans, metrics and logs stay off: the gateway reports its requests
 # itself (observability/), the chat fast path included, and FastAPI's logs could hold request
 # bodies. Off, FastAPI's per-request check of its providers short-circuits too.
-NO_FRAMEWORK_TELEMETRY = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
+NO_FRAMEWORK_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False,
                           "auto_configure": False}
 
 
@@ -117,7 +119,7 @@ def create_app(settings: Settings | None = None, db_url: str | None = None) -> F
         app.state.keys = KeyCache(app.state.pg, settings.key_cache_ttl_s)
         app.state.routes = RouteCache(app.state.pg, ttl_s=1.0)
         app.state.http = UpstreamClient(settings.upstream_max_connections)
-        app.state.background = Background(app.state, db.listen_url)
+        app.state.background = Background(cast(AppState, app.state), db.listen_url)
         await app.state.background.start()
         # Everything built so far lives as long as the process: keep it out of the cyclic
         # collector's way, so that a full collection walks the requests' objects only (a full

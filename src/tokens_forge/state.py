@@ -40,7 +40,7 @@ class AppState:
     health: RouteHealth
     obs: Observability                       # metrics, traces and the request log (SPEC §11)
     profiles: ProfileBook | None = None      # made on first use (runs.profiles)
-    jobs: set[asyncio.Task]                  # writes that outlive their request (kept while the database is away)
+    jobs: set[asyncio.Task[Any]]                  # writes that outlive their request (kept while the database is away)
 
     def __getattr__(self, name: str) -> Any:
         # an attribute the lifespan has not set yet: say so, instead of a bare AttributeError

@@ -88,6 +88,30 @@ def test_sizing_reserves_at_least_a_flat_failure_charge():
     assert money.size_attempt(PromptShape(10, 1), terms, client_cap=1).amount == 5_000
 
 
+@pytest.mark.parametrize(("amount", "policy", "reserved"), [
+    (100, FailurePolicy("none"), 100),
+    (100, FailurePolicy("input_tokens"), 100),
+    (100, FailurePolicy("flat", 5_000), 5_000),
+    (9_000, FailurePolicy("flat", 5_000), 9_000),
+    (100, FailurePolicy("flat", 0), 100),
+    (0, FailurePolicy("none", 5_000), 0),  # a flat amount left on a route whose mode is not flat
+])
+def test_reservation_floor(amount, policy, reserved):
+    # the guard (size_attempt) and the preflight's per-call bounds reserve at least a flat failure charge
+    assert money.reservation_floor(amount, policy) == reserved
+
+
+@pytest.mark.parametrize(("charge", "held", "paid", "overage"), [
+    (0, 100, 0, 0),
+    (60, 100, 60, 0),
+    (100, 100, 100, 0),
+    (150, 100, 100, 50),
+    (10, 0, 0, 10),
+])
+def test_split_at_hold(charge, held, paid, overage):
+    assert money.split_at_hold(charge, held) == (paid, overage)
+
+
 def test_embeddings_reserve_input_only():
     s = money.size_attempt(PromptShape(100, 1), TERMS, client_cap=None, output=False)
     assert (s.output_bound, s.amount) == (0, 172)

@@ -53,7 +53,7 @@ def validation_error(exc: RequestValidationError) -> InvalidRequest:
         return InvalidRequest("the request body is not valid JSON")
     if first.get("type") == "extra_forbidden":
         return InvalidRequest(f"{field}: unknown field", param=field)
-    msg = first.get("msg", "invalid value")
+    msg = str(first.get("msg", "invalid value"))
     return InvalidRequest(f"{field}: {msg}" if field else msg, param=field)
 
 

@@ -30,8 +30,9 @@ def decode_cursor(cursor: str | None, arity: int, types: tuple[type, ...] | None
     if not isinstance(values, list) or len(values) != arity:
         raise InvalidRequest("cursor: not a cursor this API returned", param="cursor")
     for v, kind in zip(values, types or (), strict=False):
-        if (type(v) is not kind or (kind is int and not -(2**63) <= v < 2**63)
-                or (kind is str and ("\x00" in v or len(v) > 200))):
+        value: Any = v  # JSON: checked here, against the type the cursor's position has
+        if (type(v) is not kind or (kind is int and not -(2**63) <= value < 2**63)
+                or (kind is str and ("\x00" in value or len(value) > 200))):
             raise InvalidRequest("cursor: not a cursor this API returned", param="cursor")
     return values
 

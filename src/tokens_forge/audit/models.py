@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, func
+from sqlalchemy import BigInteger, Index, func
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -12,6 +12,7 @@ class AuditEntry(Base):
     """Append-only (a trigger refuses UPDATE and DELETE)."""
 
     __tablename__ = "audit_log"
+    __table_args__ = (Index("audit_log_target", "target_type", "target_id"),)
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     actor: Mapped[str]

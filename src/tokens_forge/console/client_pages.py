@@ -64,7 +64,7 @@ async def marketplace(request: Request, session: KeySessionDep, api: ApiDep) -> 
                  for kind in ROUTE_KINDS}
         offers.append({"id": m["id"], "sides": sides})
     return render.html(request, "models.html", session, active="models", offers=offers, kinds=ROUTE_KINDS,
-                       names=await page_names(request, session.key.account_id))
+                       names=await page_names(request, session.account_id))
 
 
 @router.get("/console/playground")
@@ -83,4 +83,4 @@ async def preflight_fragment(request: Request, session: KeySessionDep, api: ApiD
     HTML fragment."""
     panel = await api.post("/v1/preflight", body)
     return render.html(request, "_preflight.html", session, panel=panel,
-                       names=await page_names(request, session.key.account_id))
+                       names=await page_names(request, session.account_id))

@@ -43,7 +43,7 @@ async def records(request: Request, kind: str, session: KeySessionDep, api: ApiD
     return render.html(request, "records.html", session, active="records", kind=kind, rows=listing["data"],
                        filters=filters, limit=limit, next_url=next_url(request, listing), exports=exports,
                        first_url=f"{request.url.path}?{urlencode({**filters, 'limit': limit})}",
-                       summaries=summaries, names=await page_names(request, session.key.account_id))
+                       summaries=summaries, names=await page_names(request, session.account_id))
 
 
 @router.get("/console/records")
@@ -56,14 +56,14 @@ async def receipt_page(request: Request, receipt_id: str, session: KeySessionDep
                        fragment: bool = False) -> Response:
     receipt = await api.get(f"/v1/receipts/{receipt_id}")
     return render.html(request, "_receipt.html" if fragment else "receipt.html", session, active="records",
-                       receipt=receipt, names=await page_names(request, session.key.account_id))
+                       receipt=receipt, names=await page_names(request, session.account_id))
 
 
 @router.get("/console/health")
 async def route_health(request: Request, session: KeySessionDep, api: ApiDep) -> Response:
     routes = (await api.get("/v1/routes/health"))["data"]
     return render.html(request, "health.html", session, active="health", routes=routes,
-                       names=await page_names(request, session.key.account_id))
+                       names=await page_names(request, session.account_id))
 
 
 def _utc(value: str) -> str:

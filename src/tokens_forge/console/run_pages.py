@@ -34,7 +34,7 @@ async def runs(request: Request, session: KeySessionDep, api: ApiDep, cursor: st
     listing = await api.get("/v1/runs", limit=50, cursor=cursor)
     return render.html(request, "runs.html", session, active="runs", runs=listing["data"],
                        next_url=next_url(request, listing), models=await models_of(api),
-                       names=await page_names(request, session.key.account_id))
+                       names=await page_names(request, session.account_id))
 
 
 @router.post("/console/runs/preflight")
@@ -44,7 +44,7 @@ async def run_preflight(request: Request, session: KeySessionDep, api: ApiDep,
     the same panel `POST /v1/runs` stores with the run."""
     panel = await api.post("/v1/preflight", {k: v for k, v in body.items() if k in RUN_FIELDS})
     return render.html(request, "_run_preflight.html", session, panel=panel,
-                       names=await page_names(request, session.key.account_id))
+                       names=await page_names(request, session.account_id))
 
 
 async def run_state(api: ConsoleApi, run_id: str) -> dict[str, Any]:
@@ -65,11 +65,11 @@ def actions(status: str) -> list[str]:
 @router.get("/console/runs/{run_id}")
 async def run_page(request: Request, run_id: str, session: KeySessionDep, api: ApiDep) -> Response:
     return render.html(request, "run.html", session, active="runs", **await run_state(api, run_id),
-                       names=await page_names(request, session.key.account_id))
+                       names=await page_names(request, session.account_id))
 
 
 @router.get("/console/runs/{run_id}/live")
 async def run_live(request: Request, run_id: str, session: KeySessionDep, api: ApiDep) -> Response:
     """The changing part of the run page, polled by its script every second."""
     return render.html(request, "_run_live.html", session, **await run_state(api, run_id),
-                       names=await page_names(request, session.key.account_id))
+                       names=await page_names(request, session.account_id))

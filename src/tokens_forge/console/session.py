@@ -52,6 +52,12 @@ class Session:
         return self.kind == "admin"
 
     @property
+    def account_id(self) -> str:
+        """The signed-in key's account: the client pages are reached by key sessions only."""
+        assert self.key is not None, "a client page needs a key session"
+        return self.key.account_id
+
+    @property
     def csrf(self) -> str:
         return csrf_token(self.session_id)
 
@@ -143,6 +149,7 @@ async def sign_in(response: Response, request: Request, identity: Identity) -> N
     if identity.kind == "admin":
         session_id = await sessions.open_admin_session(state.pg, state.settings.admin_token)
     else:
+        assert identity.key is not None  # a key identity carries its key
         session_id = await sessions.open_key_session(state.pg, identity.key)
     _cookie(response, request, COOKIE, session_id, sessions.SESSION_TTL_S)
     response.delete_cookie(SIGNIN_COOKIE, path=COOKIE_PATH)

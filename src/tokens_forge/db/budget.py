@@ -84,6 +84,7 @@ async def measure(url: str) -> ServerRoom:
         row = await conn.fetchrow(_ROOM_SQL)
     finally:
         await conn.close()
+    assert row is not None  # one row of aggregates, always
     return ServerRoom(max_connections=row[0], reserved=row[1], in_use=row[2])
 
 

@@ -18,7 +18,7 @@ MAX_CONNECTIONS = 500  # pools of several worker processes (and test suites) sha
 def embedded_server(pgdata: Path):
     """Start (or find running) the pgserver instance at pgdata, with room for enough connections."""
     import pgserver  # imported lazily: only the embedded path needs it
-    from pgserver._commands import pg_ctl
+    from pgserver._commands import pg_ctl  # type: ignore[attr-defined]  # made at import, per binary
 
     server = pgserver.get_server(str(pgdata), cleanup_mode=None)
     current = server.psql("SHOW max_connections;")

@@ -38,4 +38,4 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def backoff_s(attempt: int, *, base: float = 0.05, cap: float = 2.0) -> float:
-    return min(cap, base * (2 ** attempt))
+    return min(cap, base * (2.0 ** attempt))

@@ -17,9 +17,9 @@ class EmbeddingsSurface:
     endpoint = "embeddings"
     output = False
     stream = False
-    client_cap = None
+    client_cap: int | None = None
     n = 1
-    file_part = None
+    file_part: str | None = None
 
     def __init__(self, req: EmbeddingsRequest):
         self.req = req

@@ -204,10 +204,14 @@ def size_attempt(shape: PromptShape, terms: Terms, *, client_cap: int | None, n:
         affordable = affordable_output_tokens(remaining, input_bound, terms.price) // n
         per_choice = send_cap = max(1, min(default_cap, affordable))
     output_bound = per_choice * n
-    amount = cost(input_bound, output_bound, terms.price)
-    if terms.failure.mode == "flat":
-        amount = max(amount, terms.failure.flat_micros)  # a failure may be charged the flat amount
+    amount = reservation_floor(cost(input_bound, output_bound, terms.price), terms.failure)
     return Sizing(amount, send_cap, input_bound, output_bound, prompt_estimate(shape, terms.media))
+
+
+def reservation_floor(amount: int, failure: FailurePolicy) -> int:
+    """What is reserved for an attempt whose cost bound is `amount`: at least the route's flat
+    failure charge, since a failure may be charged it (the guard and the preflight alike)."""
+    return max(amount, failure.flat_micros) if failure.mode == "flat" else amount
 
 
 def needs_remaining(client_cap: int | None, *, output: bool = True) -> bool:
@@ -263,6 +267,12 @@ def failure_charge(sizing: Sizing, terms: Terms) -> Charge:
         return Charge(min(cost(pt, 0, terms.price), sizing.amount), "failed_request_charge",
                       "failed request: the route charges input tokens", pt, 0, estimated=True)
     return Charge(0, "none", "failed request: the route charges nothing for failures")
+
+
+def split_at_hold(charge: int, held: int) -> tuple[int, int]:
+    """A charge decided against a hold of `held`: (what the hold pays, the overage beyond it, the
+    platform's). For a charge not sized by this module (ledger tools and tests: guard.service.resolve)."""
+    return min(charge, held), max(charge - held, 0)
 
 
 def gateway_error_charge() -> Charge:

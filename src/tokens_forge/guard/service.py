@@ -11,6 +11,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tokens_forge.guard import money
 from tokens_forge.guard.money import SCOPES
 
 if TYPE_CHECKING:
@@ -65,13 +66,12 @@ async def resolve(conn: AsyncConnection, *, hold_id: int, charge: int, kind: str
     hold and book the rest as overage. kind: 'settle' or 'failure_charge'; status: 'settled',
     'voided' or 'expired' (None: settled when something is charged, else voided)."""
     amount = (await conn.execute(text("SELECT amount FROM holds WHERE id = :h"), {"h": hold_id})).scalar() or 0
-    item = {"hold_id": hold_id, "charge": min(charge, amount), "overage": max(charge - amount, 0), "kind": kind,
-            "status": status, "record": False}
+    paid, overage = money.split_at_hold(charge, amount)
+    item = {"hold_id": hold_id, "charge": paid, "overage": overage, "kind": kind, "status": status, "record": False}
     row = (await conn.execute(_write([item], []))).one()
     ids = (await conn.execute(text("SELECT id FROM transfers WHERE hold_id = :h AND kind <> 'reserve' ORDER BY id"),
                               {"h": hold_id})).scalars().all()
-    overage = max(charge - amount, 0) if row.resolved else 0
-    return Resolution(bool(row.resolved), int(row.charged), overage, list(ids))
+    return Resolution(bool(row.resolved), int(row.charged), overage if row.resolved else 0, list(ids))
 
 
 _REMAINING = """

@@ -8,7 +8,9 @@ spend guard reads them inside the reservation transaction."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import orjson
@@ -92,6 +94,6 @@ def key_from_row(row) -> AuthedKey:
 DELEGATED_KEY_SCOPE = "tokens_forge.console.key"
 
 
-def delegated_key(scope: dict) -> AuthedKey | None:
+def delegated_key(scope: Mapping[str, Any]) -> AuthedKey | None:
     key = scope.get(DELEGATED_KEY_SCOPE)
     return key if isinstance(key, AuthedKey) else None

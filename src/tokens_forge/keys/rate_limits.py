@@ -9,9 +9,8 @@ surface) and a refusal into a 429 `rate_limit_exceeded` (`refusal`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from tokens_forge.errors import RateLimited
 from tokens_forge.guard.money import Sizing, ceil_div
@@ -38,7 +37,13 @@ class RateState:
         return self.requests_limit is not None or self.tokens_limit is not None
 
 
-def state_of(row: Mapping[str, Any]) -> RateState | None:
+class Row(Protocol):
+    """A row by column name: a mapping, or an asyncpg Record."""
+
+    def __getitem__(self, column: str, /) -> Any: ...
+
+
+def state_of(row: Row) -> RateState | None:
     """The `rl_` columns of tf_write_batch's row for an open; None when the key has no limits (or
     the attempt was not the request's first)."""
     if row["rl_requests_limit"] is None and row["rl_tokens_limit"] is None:

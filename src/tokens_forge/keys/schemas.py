@@ -35,7 +35,7 @@ class KeyCreate(Strict):
     rate_limits: RateLimits | None = None
     min_balance_micros: Micros = 0
     allowed_models: list[Name] | None = None
-    allowed_route_kinds: list[RouteKind] = Field(default_factory=lambda: ["official", "routed"])
+    allowed_route_kinds: list[RouteKind] = Field(default_factory=lambda: list[RouteKind](["official", "routed"]))
     retry_policy: RetryPolicy = RetryPolicy()
     fallback_policy: FallbackPolicy = "none"
 

@@ -80,7 +80,9 @@ async def lookup(pg: asyncpg.Pool, session_id: str, admin_token: str | None) -> 
     if row is None:
         return None
     if row["kind"] == "admin":
-        good = bool(admin_token) and hmac.compare_digest(row["admin_check"], admin_check(session_id, admin_token))
+        if not admin_token:
+            return None
+        good = hmac.compare_digest(row["admin_check"], admin_check(session_id, admin_token))
         return StoredSession("admin", None) if good else None
     if row["status"] != "active":
         return None

@@ -27,6 +27,7 @@ from typing import Any
 
 import asyncpg
 import orjson
+from asyncpg.pool import PoolConnectionProxy
 
 from tokens_forge.db.retry import backoff_s, is_conflict, is_transient
 
@@ -40,7 +41,7 @@ Item = dict[str, Any]
 Pending = tuple[Item, asyncio.Future]
 
 
-async def write_once(conn: asyncpg.Pool | asyncpg.Connection, finishes: list[Item], opens: list[Item],
+async def write_once(conn: asyncpg.Pool | asyncpg.Connection | PoolConnectionProxy, finishes: list[Item], opens: list[Item],
                      durable: bool) -> list[asyncpg.Record]:
     """One tf_write_batch call (one transaction) for these items."""
     return await conn.fetch(WRITE, orjson.dumps(finishes).decode(), orjson.dumps(opens).decode(), durable)
@@ -67,7 +68,7 @@ class LedgerWriter:
         # per write cost about 0.1 ms a request at one connection. Given back by close(), or
         # when a write fails (the next write takes a fresh one).
         self._pool: asyncpg.Pool | None = None
-        self._conn: asyncpg.Connection | None = None
+        self._conn: PoolConnectionProxy | None = None
 
     async def open(self, pg: asyncpg.Pool, item: Item) -> asyncpg.Record:
         """An open item (tf_open_item) → a record with hold_id, refused_scope, remaining."""
@@ -115,7 +116,7 @@ class LedgerWriter:
             await asyncio.gather(task, return_exceptions=True)
         await self._drop_connection()
 
-    async def _connection(self, pg: asyncpg.Pool) -> asyncpg.Connection:
+    async def _connection(self, pg: asyncpg.Pool) -> PoolConnectionProxy:
         if self._conn is None or self._conn.is_closed():
             await self._drop_connection()
             self._pool, self._conn = pg, await pg.acquire()
@@ -173,7 +174,7 @@ class LedgerWriter:
             return
         log.warning("a group commit of %d items failed (%s: %s); writing them one by one",
                     len(finishes) + len(opens), type(exc).__name__, exc)
-        alone = [([p], []) for p in finishes] + [([], [p]) for p in opens]
+        alone: list[tuple[list[Pending], list[Pending]]] = [([p], []) for p in finishes] + [([], [p]) for p in opens]
         for f, o in alone:
             try:
                 rows = await write_once(pg, [i for i, _ in f], [i for i, _ in o], self._durable_settle)

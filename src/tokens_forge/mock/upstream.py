@@ -63,7 +63,7 @@ def _tool_to_call(body: dict) -> dict | None:
 
 def _arguments(fn: dict) -> str:
     props = (fn.get("parameters") or {}).get("properties") or {}
-    return orjson.dumps({k: SAMPLE.get((v or {}).get("type"), "w0") for k, v in props.items()}).decode()
+    return orjson.dumps({k: SAMPLE.get(str((v or {}).get("type")), "w0") for k, v in props.items()}).decode()
 
 
 def _words(body: dict, n: int) -> list[str]:

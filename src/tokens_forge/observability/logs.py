@@ -49,7 +49,7 @@ class _StderrHandler(logging.StreamHandler):
         super().__init__()
         self.setFormatter(JsonFormatter())
 
-    @property  # type: ignore[override]
+    @property
     def stream(self):
         return sys.stderr
 
@@ -82,5 +82,5 @@ def log_request(obs: RequestObs, *, method: str, path: str, status: int, seconds
         fields["trace_id"] = trace_id
     # The record is made here rather than by Logger.log, which would walk the stack to find the
     # caller's file and line (a third of the line's cost) for a line that always comes from here.
-    REQUESTS.handle(REQUESTS.makeRecord(REQUESTS.name, level, __file__, 0, "request", None, None,
+    REQUESTS.handle(REQUESTS.makeRecord(REQUESTS.name, level, __file__, 0, "request", (), None,
                                         extra={"tf": fields}))

@@ -18,7 +18,8 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -49,7 +50,7 @@ def multiprocess_active() -> bool:
     return values.ValueClass is not values.MutexValue
 
 
-def prepare_multiproc_dir(environ: dict[str, str]) -> str:
+def prepare_multiproc_dir(environ: MutableMapping[str, str]) -> str:
     """Before the workers start: a directory for their metric files, named in `environ`. A
     directory given by the operator is emptied of old metric files (counters of a previous run
     must not be added to this one's); otherwise a fresh one is made."""
@@ -75,7 +76,7 @@ class Metrics:
         registry = None if self.multiproc_dir else CollectorRegistry()
         disable_created_metrics()  # the *_created series double every counter for little use
         self._registry = registry
-        live = {"multiprocess_mode": "livesum"}
+        live: dict[str, Any] = {"multiprocess_mode": "livesum"}
         self.requests = Counter("tf_requests", "Requests answered, by endpoint and HTTP status",
                                 ["endpoint", "status"], registry=registry)
         self.errors = Counter("tf_errors", "Error answers by endpoint and error code",

@@ -83,7 +83,7 @@ class StorySeen:
                 with tracing.span("tf.settle", {"tf.outcome": end.outcome}, parent=span):
                     charged = await write
         except BaseException:
-            if span is not None:
+            if span is not None and tracing is not None:
                 tracing.end_span(span, {"tf.outcome": end.outcome, "error.type": "settle_failed"}, failed=True)
             raise
         now = perf_counter()
@@ -98,7 +98,7 @@ class StorySeen:
             rec.charged_micros = (rec.charged_micros or 0) + amount
             rec.input_tokens = (rec.input_tokens or 0) + c.prompt_tokens
             rec.output_tokens = (rec.output_tokens or 0) + c.completion_tokens
-        if span is not None:
+        if span is not None and tracing is not None:
             attrs: dict = {"tf.outcome": end.outcome, "tf.charged_micros": amount, "tf.charge_rule": c.rule,
                            "gen_ai.usage.input_tokens": c.prompt_tokens,
                            "gen_ai.usage.output_tokens": c.completion_tokens}

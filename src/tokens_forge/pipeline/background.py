@@ -81,16 +81,18 @@ class Background:
         for run_id in cancelled:
             self.state.flights.cancel_run(run_id)
 
-    def _on_notify(self, _conn, _pid, _channel, payload: str) -> None:
-        action, _, run_id = payload.partition(":")
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        action, _, run_id = str(payload).partition(":")
         if action == "cancel":
             self.state.flights.cancel_run(run_id)
 
     async def _listen(self) -> None:
+        url = self.url
+        assert url is not None  # started only with a direct URL
         while True:
             conn = None
             try:
-                conn = await asyncpg.connect(plain_url(self.url))
+                conn = await asyncpg.connect(plain_url(url))
                 await conn.add_listener(CHANNEL, self._on_notify)
                 while not conn.is_closed():
                     await asyncio.sleep(5)

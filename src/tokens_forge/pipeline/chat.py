@@ -254,7 +254,7 @@ class ChatStory:
             await resp.aclose()
             raise UpstreamFailure("upstream_error", f"route {route.id} closed the stream before any event",
                                   status=200) from exc
-        except (*TRANSPORT_ERRORS, TimeoutError) as exc:
+        except (*TRANSPORT_ERRORS, TimeoutError) as exc:  # type: ignore[misc]  # mypy reads no starred tuple
             await resp.aclose()
             raise upstream.map_transport_error(exc, route) from exc
         except BaseException:
@@ -328,14 +328,15 @@ async def handle_request(state: AppState, key: AuthedKey, surface: Surface, raw:
             await refusals.record_refusal(state.pg, key, err, model=surface.model, run_id=run_id,
                                           stream=surface.stream, endpoint=surface.endpoint)
         raise
-    claim = None
+    claim: idempotency.Claim | None = None
     if idempotency_key is not None:
-        claim = await idempotency.claim(state.engine, key_id=key.id, account_id=key.account_id,
+        claimed = await idempotency.claim(state.engine, key_id=key.id, account_id=key.account_id,
                                         idempotency_key=idempotency_key,
                                         print_=idempotency.fingerprint(raw, preference, run_id, surface.endpoint),
                                         owner_id=state.worker.id, dead_after_s=state.settings.worker_dead_after_s)
-        if isinstance(claim, Response):
-            return claim
+        if isinstance(claimed, Response):
+            return claimed
+        claim = claimed
     flight = state.flights.register(run_id) if run_id else None
     story = ChatStory(state, key, surface, run_id=run_id, idempotency_key=idempotency_key, flight=flight,
                       receipt_id=receipt_id)
@@ -346,10 +347,10 @@ async def handle_request(state: AppState, key: AuthedKey, surface: Surface, raw:
         response = await story.respond(routes)
         streaming = isinstance(response, StreamingResponse)
         if claim is not None:
-            if streaming:
+            if isinstance(response, StreamingResponse):
                 return idempotency.tee_stream(state.engine, claim, response, state.jobs,
                                               state.settings.settle_retry_s)
-            await idempotency.store(state.engine, claim, response.status_code, story.headers, response.body)
+            await idempotency.store(state.engine, claim, response.status_code, story.headers, bytes(response.body))
         return response
     except ForgeError as err:
         if claim is not None:

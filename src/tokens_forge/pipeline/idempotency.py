@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tokens_forge.db.retry import backoff_s, is_transient
 from tokens_forge.errors import Conflict, ForgeError, InvalidRequest, retry_header
-from tokens_forge.upstream.sse import error_event
+from tokens_forge.upstream.sse import close_body, error_event
 
 log = logging.getLogger("tokens_forge.idempotency")
 LOCK_S = 3600  # the lock of a claim that no worker owns (scripts): a backstop
@@ -198,12 +198,13 @@ def tee_stream(engine: AsyncEngine, c: Claim, response: StreamingResponse, jobs:
         kept = bytearray()
         try:
             async for chunk in inner:
+                data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
                 if len(kept) < MAX_STORED_BYTES:
-                    kept += chunk if isinstance(chunk, bytes) else chunk.encode()
-                yield chunk
+                    kept += data
+                yield data
         finally:
             with anyio.CancelScope(shield=True):
-                await inner.aclose()
+                await close_body(inner)
             if not _complete(bytes(kept)):
                 kept += error_event(f"the original stream was cut after {len(kept)} bytes (its client went away); "
                                     "this replay ends where it did", "stream_cut")

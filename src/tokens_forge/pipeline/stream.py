@@ -21,7 +21,7 @@ from tokens_forge.pipeline.surface import EventCodec
 from tokens_forge.routing.cache import RouteInfo
 from tokens_forge.runs.flights import Flight, RunCancelled, bounded
 from tokens_forge.upstream import client as upstream
-from tokens_forge.upstream.sse import EventSplitter
+from tokens_forge.upstream.sse import EventSplitter, close_body
 from tokens_forge.upstream.transport import TRANSPORT_ERRORS
 
 log = logging.getLogger("tokens_forge.chat")
@@ -50,7 +50,7 @@ class RelayResponse(StreamingResponse):
                 tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
-                await self.body_iterator.aclose()
+                await close_body(self.body_iterator)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,8 @@ async def record_refusal(pg: asyncpg.Pool, key: AuthedKey, err: ForgeError, *, m
     if run_id is not None and not await pg.fetchval("SELECT 1 FROM runs WHERE id = $1 AND account_id = $2",
                                                     run_id, key.account_id):
         # not this tenant's run (or none): its id is kept out of the tenant's records
-        run_id, reason = None, reason.replace(run_id, "(the run named)")
+        reason = reason.replace(run_id, "(the run named)")
+        run_id = None
     await pg.execute("""
         INSERT INTO receipts (id, account_id, project_id, key_id, run_id, model, stream, status, reason, error_code,
                               completed_at, endpoint)

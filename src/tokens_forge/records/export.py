@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -60,7 +60,7 @@ class _CsvEncoder:
 
 
 async def _encode(fmt: str, columns: list[str], rows: AsyncIterator[Any],
-                  to_dict: Callable[[Any], dict]) -> AsyncIterator[bytes]:
+                  to_dict: Callable[[Any], dict]) -> AsyncGenerator[bytes, None]:
     if fmt == "csv":
         enc = _CsvEncoder()
         enc.add(columns)
@@ -83,14 +83,14 @@ async def _encode(fmt: str, columns: list[str], rows: AsyncIterator[Any],
         yield b"".join(chunk)
 
 
-async def _after(first: list[bytes], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _after(first: list[bytes], rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
     try:
         for part in first:
             yield part
         async for part in rest:
             yield part
     finally:
-        await rest.aclose()  # type: ignore[attr-defined]
+        await rest.aclose()
 
 
 async def export_response(engine: AsyncEngine, fmt: str, name: str, columns: list[str], stmt: Any, params: dict,

@@ -117,7 +117,7 @@ def statement(sql: str, filters: RecordFilters, cursor: tuple[datetime, str] | N
     if "{receipt_limit}" in sql:
         pre = limit is not None and filters.route_kind is None and filters.bucket is None
         sql = sql.replace("{receipt_limit}", "LIMIT :receipt_limit" if pre else "")
-        if pre:
+        if pre and limit is not None:
             params["receipt_limit"] = limit + 1
     if limit is not None:
         sql += " LIMIT :limit"

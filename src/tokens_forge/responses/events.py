@@ -115,8 +115,8 @@ class ChatToResponsesStream:
         if isinstance(chunk.get("usage"), dict):
             self.usage = usage_out(chunk["usage"])
         choices = chunk.get("choices") or []
-        choice = choices[0] if choices and isinstance(choices[0], dict) else {}
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        choice: dict[str, Any] = choices[0] if choices and isinstance(choices[0], dict) else {}
+        delta: dict[str, Any] = d if isinstance(d := choice.get("delta"), dict) else {}
         if isinstance(delta.get("content"), str) and delta["content"]:
             events += self._text("output_text", delta["content"])
         if isinstance(delta.get("refusal"), str) and delta["refusal"]:
@@ -155,8 +155,8 @@ class ChatToResponsesStream:
 
     def _call_delta(self, call: dict) -> list[dict]:
         events: list[dict] = []
-        index = call.get("index") if isinstance(call.get("index"), int) else len(self.calls)
-        fn = call.get("function") if isinstance(call.get("function"), dict) else {}
+        index: int = i if isinstance(i := call.get("index"), int) else len(self.calls)
+        fn: dict[str, Any] = f if isinstance(f := call.get("function"), dict) else {}
         open_call = self.calls.get(index)
         if open_call is None:
             events += self._close_message()

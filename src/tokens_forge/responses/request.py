@@ -5,12 +5,12 @@ chat-only route can take is `translate`'s business."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from tokens_forge.errors import InvalidRequest
 from tokens_forge.guard.money import PromptShape, TextCount
-from tokens_forge.pipeline.request import count_part, load_object, model_of, output_cap
+from tokens_forge.pipeline.request import _Tally, count_part, load_object, model_of, output_cap
 
 OUTPUT_CAP_FIELDS = ("max_output_tokens",)
 
@@ -23,15 +23,6 @@ class ResponsesRequest:
     client_cap: int | None  # max_output_tokens, when the client sent it
     shape: PromptShape      # messages: the input items, and instructions as one more
     file_part: str | None = None  # where the first file or audio part is (they need a route bound)
-
-
-@dataclass
-class _Tally:
-    text: TextCount = field(default_factory=TextCount)
-    images_low: int = 0
-    images_high: int = 0
-    files: int = 0
-    first_file: str | None = None
 
 
 def _content(parts: Any, tally: _Tally, where: str) -> None:
@@ -78,7 +69,7 @@ def parse_responses_request(raw: bytes) -> ResponsesRequest:
     tools = body.get("tools")
     if tools is not None and not (isinstance(tools, list) and all(isinstance(t, dict) for t in tools)):
         raise InvalidRequest("tools must be an array of objects", param="tools")
-    tally = _Tally()
+    tally = _Tally(TextCount())
     if isinstance(instructions, str):
         tally.text.add(instructions)
     inp = body.get("input")

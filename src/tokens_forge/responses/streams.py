@@ -43,9 +43,10 @@ def response_usage(response: Any) -> tuple[int, int] | None:
     if not isinstance(u, dict):
         return None
     pt, ct = u.get("input_tokens"), u.get("output_tokens")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (pt, ct)):
-        return None
-    return pt, ct
+    if (isinstance(pt, int) and isinstance(ct, int) and not isinstance(pt, bool) and not isinstance(ct, bool)
+            and pt >= 0 and ct >= 0):
+        return pt, ct
+    return None
 
 
 def response_text(response: dict) -> TextCount:

@@ -129,7 +129,7 @@ def _messages(inp: str | list, instructions: str | None) -> list[dict]:
         where = f"input[{i}]"
         kind = item.get("type")
         if kind is None or kind == "message":
-            role = ROLES.get(item.get("role"))  # type: ignore[arg-type]
+            role = ROLES.get(item.get("role"))
             if role is None:
                 raise InvalidRequest(f"{where}.role must be user, assistant, system or developer",
                                      param=f"{where}.role")

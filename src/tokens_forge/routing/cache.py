@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
 import asyncpg
 
+from tokens_forge.config import upstream_secret
 from tokens_forge.guard.money import FailurePolicy, MediaBounds, Price, Terms
 from tokens_forge.routing.schemas import BUCKET_OF
 
@@ -60,7 +60,7 @@ _SQL = """
 
 def _info(row) -> RouteInfo:
     env = row["upstream_api_key_env"]
-    key = row["upstream_api_key"] or (os.environ.get(env) if env else None)
+    key = row["upstream_api_key"] or (upstream_secret(env) if env else None)
     return RouteInfo(id=row["id"], model=row["model"], kind=row["kind"], base_url=row["base_url"],
                      upstream_model=row["upstream_model"], api_key=key,
                      price=Price(row["input_per_mtok"], row["output_per_mtok"]), price_snapshot_id=row["snapshot_id"],

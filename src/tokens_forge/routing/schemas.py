@@ -53,7 +53,7 @@ class RouteCreate(Strict):
     priority: int = Field(default=100, ge=-1_000_000, le=1_000_000)
     enabled: bool = True
     media_bounds: MediaBoundsIn = MediaBoundsIn()
-    apis: list[Api] = Field(default_factory=lambda: ["chat_completions"], max_length=3)
+    apis: list[Api] = Field(default_factory=lambda: list[Api](["chat_completions"]), max_length=3)
     output_cap_param: OutputCapParam = "max_completion_tokens"
 
     _canonical_apis = field_validator("apis")(canonical_apis)

@@ -9,6 +9,7 @@ assumes a default. The panel states which basis it used."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -45,7 +46,7 @@ class CallDuration:
     basis: str
 
 
-def pick(route_id: str, mode: str | None, row) -> CallDuration:
+def pick(route_id: str, mode: str | None, row: Any) -> CallDuration:
     """Pure: the mode's own durations when there are enough, else the route's, else the default."""
     if mode is not None and (row.mode_n or 0) >= MIN_SAMPLES:
         return CallDuration(float(row.mode_p50), float(row.mode_p95), int(row.mode_n),
@@ -67,7 +68,7 @@ def _shown(ms: float) -> str:
     return f"{ms / 1000:.1f} s" if ms >= 1000 else f"{ms:.0f} ms"
 
 
-def runtime_estimate(call: CallDuration, calls_low: int, calls_high: int, timeout_s: float) -> dict:
+def runtime_estimate(call: CallDuration, calls_low: int, calls_high: int, timeout_s: float) -> dict[str, Any]:
     """`estimated_runtime_s` of the panel: calls × p50 (low) to calls × p95 (high), each call at
     most the route's timeout, with its basis in words."""
     cap = timeout_s * 1000

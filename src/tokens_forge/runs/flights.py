@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -29,7 +29,8 @@ class Flight:
         """Await `aw` unless the run is cancelled first (RunCancelled) or time runs out (TimeoutError)."""
         task = asyncio.ensure_future(aw)
         try:
-            done, _ = await asyncio.wait({task, self._future}, timeout=timeout,
+            racing: set[asyncio.Future[Any]] = {task, self._future}
+            done, _ = await asyncio.wait(racing, timeout=timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
             task.cancel()

@@ -95,14 +95,9 @@ class Limit:
 
 # -- estimates (pure) ------------------------------------------------------------------------
 
-def _with_flat(amount: int, route: RouteInfo) -> int:
-    # the guard reserves at least a route's flat failure charge
-    return max(amount, route.failed_charge_flat_micros) if route.failed_charge_mode == "flat" else amount
-
-
 def request_estimate(body: PreflightRequest, route: RouteInfo, default_max_tokens: int) -> Estimate:
     """One chat request, sized by guard.money exactly as the guard sizes it."""
-    raw = {"model": body.model, "messages": body.messages}
+    raw: dict[str, Any] = {"model": body.model, "messages": body.messages}
     if body.max_tokens is not None:
         raw["max_tokens"] = body.max_tokens
     req = parse_chat_request(orjson.dumps(raw))  # the same checks as /v1/chat/completions
@@ -131,8 +126,8 @@ def run_estimate(profile: ModeProfile, mode: str, route: RouteInfo, max_tokens: 
         basis=(f"{mode} run: {calls.low}-{calls.high} calls of {inp.low}-{inp.high} input and "
                f"{out.low}-{out.high} output tokens"),
         calls=calls, tokens=Span(inp.low + out.low, inp.high + out.high).times(calls), cost=total,
-        must_fit=total.low, per_call_must_fit=_with_flat(per_call.low, route),
-        per_call_high=_with_flat(per_call.high, route))
+        must_fit=total.low, per_call_must_fit=money.reservation_floor(per_call.low, route.terms.failure),
+        per_call_high=money.reservation_floor(per_call.high, route.terms.failure))
 
 
 def recommended_balance(high: int) -> int:

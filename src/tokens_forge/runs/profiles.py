@@ -53,7 +53,7 @@ class ProfileBook:
             # start-up refuses a bad file, so this only happens if it changed since: keep serving
             log.warning("mode profiles: using the defaults: %s", exc)
             return {}
-        return {model: dict(spec.profiles) for model, spec in cfg.models.items() if spec.profiles}
+        return {model: {mode: p for mode, p in spec.profiles.items()} for model, spec in cfg.models.items() if spec.profiles}
 
 
 def profiles_of(state: Any) -> ProfileBook:

@@ -2,7 +2,7 @@
 tagged with X-TF-Run-Id may do given the run's state.
 
 A run's money lives in the spend counter scope 'run' (owner the run id, period 'total'), which the
-guard's `tf_reserve` checks atomically against `budget_micros`; this module only reads it.
+guard's `tf_write_batch` checks atomically against `budget_micros`; this module only reads it.
 State changes are conditional UPDATEs (`… WHERE status = ANY(allowed) RETURNING`), so two
 concurrent controls of one run cannot interleave a read and a write. Every query is scoped to
 the caller's account: another account's run is indistinguishable from a missing one."""

@@ -18,6 +18,7 @@ from tokens_forge.upstream.transport import TRANSPORT_ERRORS, UpstreamClient, re
 RETRY_AFTER_MAX_S = 10.0
 PASSTHROUGH_STATUSES = {400, 404, 413, 422}  # the client's request is wrong: tell the client, don't fall back
 ERROR_BODY_LIMIT = 64 * 1024
+_FAILURES: tuple[type[BaseException], ...] = (*TRANSPORT_ERRORS, TimeoutError)  # the transport failed, or the route timed out
 
 
 class UpstreamFailure(Exception):
@@ -148,7 +149,7 @@ async def complete(http: UpstreamClient, route: RouteInfo, payload: bytes,
             resp = await http.post(url(route, api), payload, _headers(route))
             async with resp:
                 body = await resp.read()
-    except (*TRANSPORT_ERRORS, TimeoutError) as exc:
+    except _FAILURES as exc:
         raise map_transport_error(exc, route) from exc
     latency = int((loop.time() - started) * 1000)
     # What the client gets is built from these bytes only (no upstream header is passed on), so
@@ -191,13 +192,13 @@ async def open_stream(http: UpstreamClient, route: RouteInfo, payload: bytes,
     try:
         async with asyncio.timeout(route.timeout_s):
             resp = await http.post(url(route, api), payload, _headers(route))
-    except (*TRANSPORT_ERRORS, TimeoutError) as exc:
+    except _FAILURES as exc:
         raise map_transport_error(exc, route) from exc
     if resp.status != 200:
         try:
             async with asyncio.timeout(route.timeout_s):
                 body = await read_limited(resp, ERROR_BODY_LIMIT)
-        except (*TRANSPORT_ERRORS, TimeoutError):
+        except _FAILURES:
             body = b""
         finally:
             resp.close()
@@ -215,9 +216,10 @@ def usage_of(data: dict[str, Any]) -> tuple[int, int] | None:
     if not isinstance(u, dict):
         return None
     pt, ct = u.get("prompt_tokens"), u.get("completion_tokens")
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (pt, ct)):
-        return None
-    return pt, ct
+    if (isinstance(pt, int) and isinstance(ct, int) and not isinstance(pt, bool) and not isinstance(ct, bool)
+            and pt >= 0 and ct >= 0):
+        return pt, ct
+    return None
 
 
 def completion_text(data: dict[str, Any]) -> TextCount:

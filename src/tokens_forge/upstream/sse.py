@@ -4,7 +4,9 @@ are passed on byte for byte unless they must change."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 
@@ -35,7 +37,7 @@ class EventSplitter:
         self._buf += chunk
         if b"\r\n" in self._buf:
             self._buf = self._buf.replace(b"\r\n", b"\n")
-        out = []
+        out: list[bytes] = []
         while True:
             i = self._buf.find(b"\n\n")
             if i < 0:
@@ -110,3 +112,11 @@ def process_event(event: bytes, tally: StreamTally, *, client_wants_usage: bool)
 def error_event(message: str, code: str, err_type: str = "upstream_error") -> bytes:
     return b"data: " + orjson.dumps({"error": {"message": message, "type": err_type, "code": code,
                                                "param": None}}) + b"\n\n"
+
+
+async def close_body(body: AsyncIterable[Any]) -> None:
+    """Close a response body's iterator: Starlette types it as any async iterable, but the bodies
+    relayed here are async generators, whose close runs their `finally` (the upstream's release)."""
+    aclose = getattr(body, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -90,10 +90,10 @@ async def wallet_ledger(request: Request, key: ApiKeyDep, limit: LimitQ = 50, cu
     check_storable(receipt_id=receipt_id, run_id=run_id, bucket=bucket)
     if bucket is not None and bucket not in BUCKETS:
         raise InvalidRequest("bucket must be credit or routed", param="bucket")
-    if check_format(format) is not None:
+    if (fmt := check_format(format)) is not None:
         stmt, params = views.entries_statement(key.account_id, receipt_id=receipt_id, run_id=run_id,
                                                bucket=bucket, before=None, limit=None, include_holds=holds)
-        return await export_response(request.app.state.engine, format, "wallet-ledger", views.columns(holds), stmt,
+        return await export_response(request.app.state.engine, fmt, "wallet-ledger", views.columns(holds), stmt,
                                      params, lambda r: views.entry_out(r, holds))
     before = decode_cursor(cursor, 1, (int,))
     async with request.app.state.engine.connect() as conn:
