@@ -59,13 +59,26 @@ SLOW_MODULES = frozenset({  # start servers inline, without a fixture: subproces
     "tests/db/test_cli.py", "tests/db/test_connection_budget.py", "tests/db/test_healthz.py",
     "tests/db/test_servers.py", "tests/test_deploy.py",
 })
-SLOW_DIRS = ("tests/hostile/",)  # hostile inputs: schemathesis and hypothesis over every operation and field
+SLOW_DIRS = (  # whole directories of slow tests
+    "tests/hostile/",  # hostile inputs: schemathesis and hypothesis over every operation and field
+    "tests/faults/", "tests/scale/", "tests/e2e/",  # live gateways, the fault upstream, nginx
+)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: starts processes of its own (live gateways, browsers, nginx, "
                                        "PgBouncer, PostgreSQL) or fuzzes (tests/hostile); left out of "
                                        "`make test-fast`")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """`-m "not slow"` does not even import the slow directories (schemathesis alone takes seconds)."""
+    if config.getoption("markexpr", "") != "not slow":
+        return None
+    root = Path(str(config.rootpath))
+    path = Path(str(collection_path))
+    rel = path.relative_to(root).as_posix() + ("/" if path.is_dir() else "") if path.is_relative_to(root) else ""
+    return True if rel.startswith(SLOW_DIRS) else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

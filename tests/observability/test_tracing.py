@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ok
 from tokens_forge.observability.tracing import NOOP_SPAN
 
@@ -47,6 +49,7 @@ async def test_tracing_off_is_no_span_at_all(app):
     assert app.state.obs.span("tf.reserve", {"a": 1}) is NOOP_SPAN
 
 
+@pytest.mark.slow  # a python process of its own
 def test_tracing_off_loads_no_tracing_sdk():
     code = ("import sys\n"
             "from tokens_forge.config import Settings\n"
