@@ -23,7 +23,13 @@ def agent(live, t, *extra: str) -> subprocess.Popen:
         [sys.executable, str(AGENT), "--base-url", live.base + "/v1", "--api-key", t.secret, "--model", t.model,
          "--mode", "standard", "--yes", *extra],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**env, "COLUMNS": "200"})
+        env={**env, "COLUMNS": "200"}, preexec_fn=_ctrl_c_as_at_a_terminal)
+
+
+def _ctrl_c_as_at_a_terminal() -> None:
+    # A suite started in the background (`.ci/run &`) hands its children SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt: the script gets SIGINT as a terminal's Ctrl-C would send it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def spent(wallet: dict) -> int:
