@@ -40,6 +40,11 @@ RETURNS TABLE (phase TEXT, idx INTEGER, hold_id BIGINT, refused_scope TEXT, rema
                rl_tokens_reset_us BIGINT, rl_retry_after_us BIGINT)
 LANGUAGE plpgsql
 SET enable_seqscan = off  -- every lookup here goes through a key: a young table's statistics must not pick a scan
+-- A scan left in a plan then costs 10^10, far past jit_above_cost: JIT would compile it on every call.
+SET jit = off
+-- The statements' plans are the same for every batch (lookups by key), and a custom plan's cost under
+-- enable_seqscan = off never lets the plan cache settle on the generic one: plan once per session.
+SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
     fi tf_finish_item[] := ARRAY(SELECT jsonb_populate_recordset(NULL::tf_finish_item, p_finishes));
