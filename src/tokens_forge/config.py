@@ -132,9 +132,25 @@ def prepare_worker_metrics_dir() -> str:
     return prepare_multiproc_dir(os.environ)
 
 
+@lru_cache
+def gateway_variables() -> frozenset[str]:
+    """Every environment variable a setting of the gateway is read from (TF_ADMIN_TOKEN,
+    TF_DATABASE_URL, their aliases…)."""
+    names = set()
+    for setting, info in Settings.model_fields.items():
+        names.add("TF_" + setting.upper())
+        if isinstance(info.validation_alias, AliasChoices):
+            names.update(c for c in info.validation_alias.choices if isinstance(c, str))
+    return frozenset(n.upper() for n in names)
+
+
 def upstream_secret(variable: str) -> str | None:
     """A route's upstream key kept in the named environment variable (`upstream_api_key_env`), read
-    when the route is loaded, so that a rotated variable is picked up by the next route refresh."""
+    when the route is loaded, so that a rotated variable is picked up by the next route refresh.
+    Never one of the gateway's own settings: a route must not send the admin token or the database
+    URL to an upstream as its key."""
+    if variable.upper() in gateway_variables():
+        return None
     return os.environ.get(variable)
 
 

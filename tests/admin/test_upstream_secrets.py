@@ -58,3 +58,25 @@ async def test_upstream_key_never_leaves(admin, client, tenant, debug_logs):
     records = debug_logs.records
     assert records, "nothing was logged at DEBUG: the capture is not working"
     assert_hidden(secrets, debug_logs.text, *(rec.getMessage() for rec in records))
+
+
+@pytest.mark.parametrize("variable", ["TF_ADMIN_TOKEN", "TF_DATABASE_URL", "tf_database_direct_url"])
+async def test_a_route_cannot_take_its_key_from_a_gateway_setting(admin, tenant, variable):
+    """A route whose key lives in TF_ADMIN_TOKEN would send the admin token to its upstream."""
+    t = await tenant()
+    route_id = t.routes["official"]["id"]
+    created = await admin.post("/routes", json=route_body(upstream_api_key_env=variable))
+    patched = await admin.patch(f"/routes/{route_id}", json={"upstream_api_key_env": variable})
+    for r in (created, patched):
+        assert r.status_code == 400, r.text
+        assert "upstream_api_key_env" in (r.json()["error"]["param"] or ""), r.text
+    assert ok(await admin.get(f"/routes/{route_id}"))["upstream_api_key_env"] is None
+
+
+def test_a_gateway_setting_is_never_an_upstream_secret(monkeypatch):
+    from tokens_forge.config import upstream_secret
+
+    monkeypatch.setenv("TF_ADMIN_TOKEN", "adm-secret")
+    assert upstream_secret("TF_ADMIN_TOKEN") is None
+    monkeypatch.setenv("SOME_UPSTREAM_KEY", "sk-1")
+    assert upstream_secret("SOME_UPSTREAM_KEY") == "sk-1"

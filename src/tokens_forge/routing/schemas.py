@@ -2,6 +2,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
+from tokens_forge.config import gateway_variables
 from tokens_forge.guard.money import IMAGE_TOKENS_HIGH, IMAGE_TOKENS_LOW
 from tokens_forge.schemas import Micros, Name, Strict
 
@@ -19,6 +20,13 @@ def canonical_apis(apis: list[str] | None) -> list[str] | None:
     if not apis:
         raise ValueError("must name at least one of chat_completions, responses, embeddings")
     return [a for a in API_NAMES if a in apis]
+
+
+def not_a_gateway_setting(variable: str | None) -> str | None:
+    """A route's key variable may not be one the gateway reads its own settings from."""
+    if variable is not None and variable.upper() in gateway_variables():
+        raise ValueError(f"{variable} holds a setting of the gateway itself, never an upstream's key")
+    return variable
 
 
 class PriceIn(Strict):
@@ -57,6 +65,7 @@ class RouteCreate(Strict):
     output_cap_param: OutputCapParam = "max_completion_tokens"
 
     _canonical_apis = field_validator("apis")(canonical_apis)
+    _key_variable = field_validator("upstream_api_key_env")(not_a_gateway_setting)
 
     @field_validator("base_url")
     @classmethod
@@ -83,4 +92,5 @@ class RouteUpdate(Strict):
     output_cap_param: OutputCapParam | None = None
 
     _canonical_apis = field_validator("apis")(canonical_apis)
+    _key_variable = field_validator("upstream_api_key_env")(not_a_gateway_setting)
     _check_url = field_validator("base_url")(RouteCreate._http_url.__func__)  # type: ignore[attr-defined]
