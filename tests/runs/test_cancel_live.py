@@ -140,9 +140,11 @@ async def test_cancel_cuts_streams_in_every_worker(live_gateway):
     t = live_gateway.tenant(official="drip:50")
     served: Counter[int] = Counter()
     rounds = 0
-    # which worker accepts a connection is the kernel's choice: repeat until both served streams
-    while rounds < 2 or (len(served) < 2 and rounds < 8):
+    # which worker accepts a connection is the kernel's choice (an idle worker can win every accept
+    # for a while, seen once in 8 rounds): repeat until both served streams
+    while rounds < 2 or (len(served) < 2 and rounds < 20):
         served.update(await cancel_round(live_gateway, t))
         rounds += 1
-    assert len(served) == 2, f"streams per worker process after {rounds} rounds: {dict(served)}"
+    workers = _children(live_gateway.proc.pid)
+    assert len(served) == 2, f"streams per worker process after {rounds} rounds: {dict(served)}; workers {workers}"
     live_gateway.verify()
