@@ -9,6 +9,7 @@ touched the app."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
@@ -367,27 +368,24 @@ class LiveGateway:
         return v
 
 
-@pytest.fixture(scope="session")
-def live_gateway(database, tmp_path_factory):
-    """`tokens-forge serve --workers 2` against the test database, and the built-in mock upstream,
-    both as real processes on free ports."""
+@contextlib.contextmanager
+def serve_with_mock(d: Path, env: dict[str, str], gateway_class: type[LiveGateway] | None = None):
+    """`tokens-forge serve --workers 2` in `d` with `env`, and the built-in mock upstream beside it,
+    both as real processes on free ports; stopped on exit."""
     import subprocess
     import sys
 
-    d = tmp_path_factory.mktemp("live")
     bin_dir = Path(sys.executable).parent
     mock_port, port = free_port(), free_port()
     mock_log, log = d / "mock.log", d / "gateway.log"
     mock = subprocess.Popen([str(bin_dir / "tokens-forge"), "mock-upstream", "--port", str(mock_port)],
                             stdout=open(mock_log, "w"), stderr=subprocess.STDOUT)
-    env = {**os.environ, **database.env(), "TF_ADMIN_TOKEN": ADMIN, "TF_DATA_DIR": str(d),
-           "TF_SWEEP_INTERVAL_S": "1"}
     gw = subprocess.Popen([str(bin_dir / "tokens-forge"), "serve", "--port", str(port), "--workers", "2"],
                           cwd=d, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     try:
         wait_http(f"http://127.0.0.1:{mock_port}/_stats", 30, mock, mock_log)
         wait_http(f"http://127.0.0.1:{port}/healthz", 90, gw, log)
-        live = LiveGateway(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{mock_port}/v1", log, gw)
+        live = (gateway_class or LiveGateway)(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{mock_port}/v1", log, gw)
         yield live
         live.admin.close()
     finally:
@@ -397,3 +395,14 @@ def live_gateway(database, tmp_path_factory):
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+@pytest.fixture(scope="session")
+def live_gateway(database, tmp_path_factory):
+    """`tokens-forge serve --workers 2` against the test database, and the built-in mock upstream,
+    both as real processes on free ports."""
+    d = tmp_path_factory.mktemp("live")
+    env = {**os.environ, **database.env(), "TF_ADMIN_TOKEN": ADMIN, "TF_DATA_DIR": str(d),
+           "TF_SWEEP_INTERVAL_S": "1"}
+    with serve_with_mock(d, env) as live:
+        yield live

@@ -5,15 +5,12 @@ its log in a file."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import ADMIN, LiveGateway, free_port, make_settings, wait_http
+from tests.conftest import ADMIN, LiveGateway, make_settings, serve_with_mock
 from tests.observability.otlp import OtlpReceiver
 from tokens_forge.main import create_app
 from tokens_forge.upstream.transport import UpstreamClient
@@ -73,27 +70,9 @@ def ops_gateway(database_url, tmp_path_factory, otlp):
     """`tokens-forge serve --workers 2` with TF_METRICS_TOKEN, spans to the test's OTLP receiver
     and its whole output (the JSON log lines included) in a file; the mock upstream beside it."""
     d = tmp_path_factory.mktemp("ops")
-    bin_dir = Path(sys.executable).parent
-    mock_port, port = free_port(), free_port()
-    mock_log, log = d / "mock.log", d / "gateway.log"
-    mock = subprocess.Popen([str(bin_dir / "tokens-forge"), "mock-upstream", "--port", str(mock_port)],
-                            stdout=open(mock_log, "w"), stderr=subprocess.STDOUT)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "PROMETHEUS_"))}
     env.update({"TF_DATABASE_URL": database_url, "TF_ADMIN_TOKEN": ADMIN, "TF_DATA_DIR": str(d),
                 "TF_METRICS_TOKEN": METRICS_TOKEN, "TF_LOG_LEVEL": "info", "TF_KEY_CACHE_TTL_S": "0.2",
                 "OTEL_EXPORTER_OTLP_ENDPOINT": otlp.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"})
-    gw = subprocess.Popen([str(bin_dir / "tokens-forge"), "serve", "--port", str(port), "--workers", "2"],
-                          cwd=d, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    try:
-        wait_http(f"http://127.0.0.1:{mock_port}/_stats", 30, mock, mock_log)
-        wait_http(f"http://127.0.0.1:{port}/healthz", 90, gw, log)
-        live = OpsGateway(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{mock_port}/v1", log, gw)
+    with serve_with_mock(d, env, OpsGateway) as live:
         yield live
-        live.admin.close()
-    finally:
-        for p in (gw, mock):
-            p.terminate()
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
