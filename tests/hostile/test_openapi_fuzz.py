@@ -6,7 +6,7 @@ route for the admin surface), so that the handlers behind the 404s are fuzzed to
 
 No generated request may give a 5xx (a 503 "database unavailable" for a bad input counts: the
 database is up), and answers must match the schema where it declares one. 20 examples per
-operation by default, 200 with TF_LONG_TESTS=1."""
+operation by default, 80 with TF_LONG_TESTS=1."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from tests.conftest import make_settings, ok
 from tests.hostile.conftest import LONG, make_tenant, money_of, verify_ledger
 from tokens_forge.main import create_app
 
-EXAMPLES = 200 if LONG else 20
+EXAMPLES = 80 if LONG else 20
 
 # The app is built at import (its OpenAPI document needs no database); its lifespan starts on the
 # first call, after `st_ready` has pointed its settings at the session's test database.

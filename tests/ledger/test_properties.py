@@ -224,7 +224,7 @@ class LedgerMachine(RuleBasedStateMachine):
         assert good, [c.as_dict() for c in checks if not c.ok]
 
 
-STATEFUL = settings(max_examples=100 if LONG else 25, stateful_step_count=40 if LONG else 25, deadline=None,
+STATEFUL = settings(max_examples=50 if LONG else 25, stateful_step_count=40 if LONG else 25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
