@@ -228,14 +228,18 @@ BEGIN
                                             ('project_total', k.project_id, 'total'),
                                             ('run', x.run_id, 'total')) v(s, o, pr)
                  WHERE v.o IS NOT NULL) w;
-        INSERT INTO spend_counters (account_id, scope, owner_id, period)
-        SELECT t.a, t.s, t.o, t.pr FROM unnest(w_acct, w_scope, w_owner, w_period) WITH ORDINALITY t(a, s, o, pr, n)
-         ORDER BY t.n
-        ON CONFLICT (scope, owner_id, period, account_id) DO NOTHING;
-        FOR j IN 1 .. coalesce(array_length(w_scope, 1), 0) LOOP  -- each through the unique index
-            w_names := w_names || (w_scope[j] || '|' || w_owner[j] || '|' || w_period[j]);
-            w_ids := w_ids || (SELECT sc.id FROM spend_counters sc
-                                WHERE sc.scope = w_scope[j] AND sc.owner_id = w_owner[j] AND sc.period = w_period[j]);
+        -- Read first (each through the unique index): only a new day, key, project or run writes.
+        FOR j IN 1 .. 2 LOOP
+            SELECT coalesce(array_agg(t.s || '|' || t.o || '|' || t.pr ORDER BY t.n), ARRAY[]::TEXT[]),
+                   coalesce(array_agg(sc.id ORDER BY t.n), ARRAY[]::BIGINT[])
+              INTO w_names, w_ids
+              FROM unnest(w_scope, w_owner, w_period) WITH ORDINALITY t(s, o, pr, n)
+              LEFT JOIN spend_counters sc ON sc.scope = t.s AND sc.owner_id = t.o AND sc.period = t.pr;
+            EXIT WHEN array_position(w_ids, NULL) IS NULL;
+            INSERT INTO spend_counters (account_id, scope, owner_id, period)
+            SELECT t.a, t.s, t.o, t.pr FROM unnest(w_acct, w_scope, w_owner, w_period) WITH ORDINALITY t(a, s, o, pr, n)
+             ORDER BY t.n
+            ON CONFLICT (scope, owner_id, period, account_id) DO NOTHING;
         END LOOP;
         v_counters := v_counters || w_ids;
         -- Every item that may pass gets its hold and attempt rows now, before any hot row is locked
@@ -405,18 +409,15 @@ BEGIN
         o_rem[i] := a_bal[wi];
     END LOOP;
 
-    -- 4. Write what was decided: one update per locked row, the transfers in decision order (their
-    -- ids are drawn now, while the accounts are locked, so running balances follow transfer ids).
-    FOR j IN 1 .. coalesce(array_length(c_ids, 1), 0) LOOP
-        CONTINUE WHEN c_pending[j] = 0 AND c_posted[j] = 0;
-        UPDATE spend_counters SET pending_micros = pending_micros + c_pending[j], posted_micros = posted_micros + c_posted[j]
-         WHERE id = c_ids[j];
-    END LOOP;
-    FOR j IN 1 .. array_length(a_ids, 1) LOOP
-        CONTINUE WHEN a_deb[j] = 0 AND a_cred[j] = 0;
-        UPDATE ledger_accounts SET debits_posted = debits_posted + a_deb[j], credits_posted = credits_posted + a_cred[j]
-         WHERE id = a_ids[j];
-    END LOOP;
+    -- 4. Write what was decided: one statement for the locked counters and one for the locked
+    -- accounts that moved (their ids are distinct), the transfers in decision order (their ids are
+    -- drawn now, while the accounts are locked, so running balances follow transfer ids).
+    UPDATE spend_counters sc SET pending_micros = sc.pending_micros + u.p, posted_micros = sc.posted_micros + u.q
+      FROM unnest(c_ids, c_pending, c_posted) u(id, p, q)
+     WHERE sc.id = u.id AND (u.p <> 0 OR u.q <> 0);
+    UPDATE ledger_accounts la SET debits_posted = la.debits_posted + u.d, credits_posted = la.credits_posted + u.c
+      FROM unnest(a_ids, a_deb, a_cred) u(id, d, c)
+     WHERE la.id = u.id AND (u.d <> 0 OR u.c <> 0);
     INSERT INTO transfers (id, debit_account_id, credit_account_id, amount, kind, account_id, bucket, hold_id,
                            receipt_id, attempt_no, run_id, reason, debit_balance_after, credit_balance_after)
     SELECT nextval(pg_get_serial_sequence('transfers', 'id')), t.deb, t.cred, t.amount, t.kind, t.acct, t.bucket,
@@ -490,8 +491,8 @@ BEGIN
          WHERE id = o.receipt_id;
     END LOOP;
 
-    -- Last in the lock order: the runs that got a reservation are running.
-    IF nop > 0 THEN
+    -- Last in the lock order: the runs that got a reservation are running (r_ids: the batch's runs).
+    IF r_ids IS NOT NULL THEN
         PERFORM 1 FROM runs WHERE id IN (SELECT x.run_id FROM unnest(oi) WITH ORDINALITY x
                                           WHERE o_hold[x.ordinality] IS NOT NULL)
          ORDER BY id FOR NO KEY UPDATE;
