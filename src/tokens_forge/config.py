@@ -135,7 +135,7 @@ def prepare_worker_metrics_dir() -> str:
 @lru_cache
 def gateway_variables() -> frozenset[str]:
     """Every environment variable a setting of the gateway is read from (TF_ADMIN_TOKEN,
-    TF_DATABASE_URL, their aliases…)."""
+    TF_DATABASE_URL, their aliases…), upper-cased."""
     names = set()
     for setting, info in Settings.model_fields.items():
         names.add("TF_" + setting.upper())
@@ -144,12 +144,18 @@ def gateway_variables() -> frozenset[str]:
     return frozenset(n.upper() for n in names)
 
 
+def is_gateway_setting(variable: str) -> bool:
+    """Whether the gateway reads one of its own settings from this variable (case-insensitively,
+    as the settings are read)."""
+    return variable.upper() in gateway_variables()
+
+
 def upstream_secret(variable: str) -> str | None:
     """A route's upstream key kept in the named environment variable (`upstream_api_key_env`), read
     when the route is loaded, so that a rotated variable is picked up by the next route refresh.
     Never one of the gateway's own settings: a route must not send the admin token or the database
     URL to an upstream as its key."""
-    if variable.upper() in gateway_variables():
+    if is_gateway_setting(variable):
         return None
     return os.environ.get(variable)
 

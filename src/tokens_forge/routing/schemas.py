@@ -2,7 +2,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from tokens_forge.config import gateway_variables
+from tokens_forge.config import is_gateway_setting
 from tokens_forge.guard.money import IMAGE_TOKENS_HIGH, IMAGE_TOKENS_LOW
 from tokens_forge.schemas import Micros, Name, Strict
 
@@ -24,7 +24,7 @@ def canonical_apis(apis: list[str] | None) -> list[str] | None:
 
 def not_a_gateway_setting(variable: str | None) -> str | None:
     """A route's key variable may not be one the gateway reads its own settings from."""
-    if variable is not None and variable.upper() in gateway_variables():
+    if variable is not None and is_gateway_setting(variable):
         raise ValueError(f"{variable} holds a setting of the gateway itself, never an upstream's key")
     return variable
 
