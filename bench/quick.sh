@@ -4,6 +4,9 @@
 # gateway and of PostgreSQL. BENCH_CONNS, BENCH_DURATION, BENCH_MODES ("json sse") as in run.sh;
 # BENCH_STREAMS_QUICK=N then opens N slow streams at once and reports the gateway's memory;
 # BENCH_OBS=1 measures what metrics, the request log and tracing cost (bench/results/observability.json).
+# Experiments: BENCH_GATEWAY_ENV="TF_X=1 TF_Y=2" starts the gateway with these settings; BENCH_SQL=FILE
+# runs FILE on the bench's throwaway database after seeding (a schema variant to measure, e.g.
+# bench/sql/without_hot_foreign_keys.sql; BENCHMARKS.md, "Issue 17").
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
 DURATION=${BENCH_DURATION:-5}
@@ -22,8 +25,10 @@ quick() {
   start_nginx
   fresh_database
   start gateway-mock "$TF" mock-upstream --host 127.0.0.1 --port "$PORT_MOCK"
-  start_gateway gateway "$PORT_GATEWAY" "${BENCH_WORKERS:-2}"
+  # shellcheck disable=SC2086  # BENCH_GATEWAY_ENV is a list of VAR=VALUE words
+  start_gateway gateway "$PORT_GATEWAY" "${BENCH_WORKERS:-2}" ${BENCH_GATEWAY_ENV:-}
   seed
+  [[ -n ${BENCH_SQL:-} ]] && psql -q -v ON_ERROR_STOP=1 "$DATABASE_URL" -f "$BENCH_SQL"
   vacuum_db
   local pg mode conns out before pgbefore
   pg=$(pg_pid)
