@@ -6,7 +6,8 @@
 # BENCH_OBS=1 measures what metrics, the request log and tracing cost (bench/results/observability.json).
 # Experiments: BENCH_GATEWAY_ENV="TF_X=1 TF_Y=2" starts the gateway with these settings; BENCH_SQL=FILE
 # runs FILE on the bench's throwaway database after seeding (a schema variant to measure, e.g.
-# bench/sql/without_hot_foreign_keys.sql; BENCHMARKS.md, "Issue 17").
+# bench/sql/without_hot_foreign_keys.sql; BENCHMARKS.md, "Issue 17"). bench/ab.sh alternates two such
+# variants over several rounds and compares their medians.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/run.sh"
 DURATION=${BENCH_DURATION:-5}

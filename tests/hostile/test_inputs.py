@@ -414,3 +414,17 @@ async def test_a_parameter_of_the_wrong_type_is_a_400_before_any_upstream_call(h
     assert r.json()["error"]["param"] == field
     assert r.json()["error"]["type"] == "invalid_request_error"
     assert await money_of(hclient, t) == before
+
+
+@pytest.mark.parametrize("role", ["hacker", "USER", "", "system "])
+async def test_an_unknown_message_role_is_a_400_before_any_upstream_call(hclient, tenant, role):
+    """Found by an attack probe: an unknown role went upstream with a hold taken."""
+    t = await tenant()
+    before = await money_of(hclient, t)
+    body = t.chat(messages=[{"role": "user", "content": "hi"}, {"role": role, "content": "x"}])
+    for stream in (False, True):
+        r = await hclient.post("/v1/chat/completions", json={**body, "stream": stream}, headers=t.auth)
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["param"] == "messages.1.role"
+        assert r.json()["error"]["type"] == "invalid_request_error"
+    assert await money_of(hclient, t) == before

@@ -16,6 +16,8 @@ MAX_N = 128
 OUTPUT_CAP_FIELDS = ("max_tokens", "max_completion_tokens")
 IMAGE_PARTS = ("image_url", "input_image", "image")
 FILE_PARTS = ("file", "input_file", "input_audio")
+# OpenAI's chat roles; `function` is deprecated but still accepted there
+CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 # The JSON types OpenAI accepts for the parameters a client most often gets wrong. An upstream
 # answers the rest; these are refused here so a malformed body never costs an upstream call.
@@ -173,6 +175,9 @@ def parse_chat_request(raw: bytes) -> ChatRequest:
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise InvalidRequest(f"messages[{i}] must be an object with a string role", param=f"messages.{i}")
+        if m["role"] not in CHAT_ROLES:  # an upstream would refuse it after the hold was taken
+            raise InvalidRequest(f"messages[{i}].role must be one of {', '.join(sorted(CHAT_ROLES))}",
+                                 param=f"messages.{i}.role")
         _count_content(m.get("content"), tally, i)
     check_param_types(body)
     stream, include_usage = stream_flags(body)
