@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `bench/ab.sh`: is B faster than A? On a shared or drifting VM one run of each proves nothing (the
-# same build moves 20-40 % between rounds), so this alternates A and B for BENCH_ROUNDS rounds of
+# same build moves 20-40 % between rounds), so this alternates A and B for BENCH_ROUNDS rounds (even) of
 # bench/quick.sh and prints, per cell, the median RPS and the median CPU per request of the gateway
 # and of PostgreSQL of each (CPU per request is the steadier measure). A variant is a list of words:
 # VAR=VALUE settings for the gateway, and sql=FILE for a schema variant run after seeding.
@@ -22,9 +22,14 @@ run_variant() {  # run_variant NAME ROUND WORDS...
 }
 
 # shellcheck disable=SC2086  # a variant is a list of words
+# The order flips every round (A B, B A, ...), so that a drift of the machine within a round is not
+# credited to the variant that always runs second.
 for round in $(seq 1 "$ROUNDS"); do
-  run_variant A "$round" ${BENCH_A:-}
-  run_variant B "$round" ${BENCH_B:-}
+  if ((round % 2)); then
+    run_variant A "$round" ${BENCH_A:-}; run_variant B "$round" ${BENCH_B:-}
+  else
+    run_variant B "$round" ${BENCH_B:-}; run_variant A "$round" ${BENCH_A:-}
+  fi
 done
 
 python3 - "$OUT/cells.txt" "${BENCH_A:-}" "${BENCH_B:-}" <<'PY'
