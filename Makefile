@@ -32,7 +32,7 @@ lint: $(BIN)/.installed
 # mode (tests/pgbouncer.py), as large deployments run the gateway (SPEC §10). The long property
 # runs (TF_LONG_TESTS=1) were the first run's: the pooler changes connections, not the ledger's SQL.
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 	TF_TEST_PGBOUNCER=1 TF_LONG_TESTS=0 $(BIN)/pytest -q tests/pipeline tests/ledger tests/runs
 
 # The inner loop, under 2 minutes on 2 cores (101 s, 981 tests): the suite without the tests marked

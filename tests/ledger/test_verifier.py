@@ -2,6 +2,7 @@
 refuses changes to append-only rows and impossible balances. Every corruption happens inside a
 transaction that is rolled back, so the shared database stays clean."""
 
+import re
 from contextlib import asynccontextmanager
 
 import pytest
@@ -12,7 +13,7 @@ from tests.conftest import ok
 from tests.ledger.conftest import HOLD_TTL_S
 from tokens_forge.guard import service as guard
 from tokens_forge.ids import new_id
-from tokens_forge.ledger.verify import verify
+from tokens_forge.ledger.verify import CHECKS, verify
 
 CORRUPTIONS = {  # id: (corrupting statement, the checks it must break, (a check, what its detail names))
     "wallet-credits": ("UPDATE ledger_accounts SET credits_posted = credits_posted + 1 WHERE code = :wallet",
@@ -85,6 +86,34 @@ async def test_verifier_names_the_broken_invariant(app, settled, corruption):
         for name in broken:
             assert "violated" in failed[name]
         assert names.format(**ids) in failed[check]
+
+
+def rows_read(plan: dict, into: dict[str, int]) -> dict[str, int]:
+    """The rows each table's scans read in a plan run with ANALYZE, over all their loops."""
+    if "Relation Name" in plan:
+        read = plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)
+        into[plan["Relation Name"]] = into.get(plan["Relation Name"], 0) + read * plan["Actual Loops"]
+    for child in plan.get("Plans", []):
+        rows_read(child, into)
+    return into
+
+
+@pytest.mark.parametrize(("name", "sql"), [(name, sql) for name, _, sql in CHECKS], ids=[c[0] for c in CHECKS])
+async def test_each_check_reads_a_row_once_for_each_time_it_names_its_table(app, client, tenant, name, sql):
+    """The verifier runs over the whole ledger: a check that reads a table's rows again for each
+    row of another grows with the square of the ledger (counters_match_holds once read all of an
+    account's holds for each of its counters)."""
+    t = await tenant(key={"limits": {"daily_micros": 10**9, "total_micros": 10**9, "per_request_micros": 10**8}},
+                     project_limits={"daily_micros": 10**9, "total_micros": 10**9})
+    for _ in range(4):
+        ok(await client.post("/v1/chat/completions", json=t.chat(), headers=t.auth))
+    async with rolled_back(app.state.engine) as conn:
+        plan = (await conn.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) SELECT what FROM ({sql}) q"),
+                                   {"grace": 125.0, "dead": 30.0})).scalar()
+        for table, read in rows_read(plan[0]["Plan"], {}).items():
+            rows = (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar()
+            named = len(re.findall(rf"\b{table}\b", sql))
+            assert read <= rows * named, f"{name} reads {read} rows of {table}, which has {rows}"
 
 
 APPEND_ONLY = [
