@@ -35,7 +35,7 @@ test: lint
 	$(BIN)/pytest -q --durations=15
 	TF_TEST_PGBOUNCER=1 TF_LONG_TESTS=0 $(BIN)/pytest -q tests/pipeline tests/ledger tests/runs
 
-# The inner loop, under 2 minutes on 2 cores (101 s, 981 tests): the suite without the tests marked
+# The inner loop, under 2 minutes on 2 cores (117 s, 996 tests): the suite without the tests marked
 # `slow` (those that start processes of their own: live gateways, browsers, nginx, PgBouncer, their
 # own PostgreSQL; and the fuzzers of tests/hostile: tests/conftest.py marks them by the fixtures they
 # use, or by module and directory) and without the long property runs. `make test` is the whole suite.
