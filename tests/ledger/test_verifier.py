@@ -13,7 +13,7 @@ from tests.conftest import ok
 from tests.ledger.conftest import HOLD_TTL_S
 from tokens_forge.guard import service as guard
 from tokens_forge.ids import new_id
-from tokens_forge.ledger.verify import CHECKS, verify
+from tokens_forge.ledger.verify import CHECKS, check_params, verify
 
 CORRUPTIONS = {  # id: (corrupting statement, the checks it must break, (a check, what its detail names))
     "wallet-credits": ("UPDATE ledger_accounts SET credits_posted = credits_posted + 1 WHERE code = :wallet",
@@ -111,7 +111,7 @@ async def test_each_check_reads_a_row_once_for_each_time_it_names_its_table(app,
         ok(await client.post("/v1/chat/completions", json=t.chat(), headers=t.auth))
     async with rolled_back(app.state.engine) as conn:
         plan = (await conn.execute(text(f"EXPLAIN (ANALYZE, FORMAT JSON) SELECT what FROM ({sql}) q"),
-                                   {"grace": 125.0, "dead": 30.0})).scalar()
+                                   check_params())).scalar()
         for table, read in rows_read(plan[0]["Plan"], {}).items():
             rows = (await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar()
             named = len(re.findall(rf"\b{table}\b", sql))

@@ -78,10 +78,15 @@ CHECKS: list[tuple[str, str, str]] = [
 ]
 
 
+def check_params(*, sweep_interval_s: float = 5.0, dead_after_s: float = 30.0) -> dict[str, float]:
+    """The bind parameters of the checks: how long a hold may outlive its worker or its expiry."""
+    return {"grace": sweep_interval_s * 2 + 5, "dead": dead_after_s}
+
+
 async def verify(conn: AsyncConnection, *, sweep_interval_s: float = 5.0,
                  dead_after_s: float = 30.0) -> tuple[bool, list[Check]]:
     results = []
-    params = {"grace": sweep_interval_s * 2 + 5, "dead": dead_after_s}
+    params = check_params(sweep_interval_s=sweep_interval_s, dead_after_s=dead_after_s)
     for name, description, sql in CHECKS:
         rows = (await conn.execute(text(f"SELECT what FROM ({sql}) q LIMIT 6"), params)).scalars().all()
         if rows:
